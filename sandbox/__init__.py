@@ -1,0 +1,1 @@
+"""sandbox: run untrusted code under a reviewed, kernel-enforced TOML policy."""
