@@ -1,0 +1,70 @@
+"""The ``sandbox`` command: pick a subcommand, import only its module, map the outcome to an exit code.
+
+Each subcommand lives in its own module with ``build_parser(parser)`` and ``run(args)``;
+only the chosen one is imported, so ``sandbox run`` with a cached plan never pays for
+the policy parser, libseccomp or the audit renderer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from sandbox.cli.exit_codes import ExitCode
+
+__all__ = ["COMMANDS", "main"]
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("sandbox.cli.run_cmd", "run a program under a policy or built-in profile"),
+    "check": ("sandbox.cli.check_cmd", "validate policies; print every error with file:line:col"),
+    "explain": ("sandbox.cli.explain_cmd", "say in plain words what a policy allows and forbids"),
+    "compile": ("sandbox.cli.compile_cmd", "compile a policy to BPF, libseccomp text or a JSON plan"),
+    "import-docker": (
+        "sandbox.cli.import_docker_cmd",
+        "convert a Docker/OCI seccomp profile (JSON) to a policy (TOML)",
+    ),
+    "audit": ("sandbox.cli.audit_cmd", "review the audit log: tail, query, summary, verify, report"),
+    "doctor": ("sandbox.cli.doctor_cmd", "check this host for what the launcher needs"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sandbox",
+        description="Run untrusted programs under a reviewed, kernel-enforced TOML policy.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n"
+        + "\n".join(f"  {name:<14} {text}" for name, (_, text) in COMMANDS.items()),
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sandbox`` console script; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help") or args[0] not in COMMANDS:
+        parser = _top_parser()
+        if not args or args[0] in ("-h", "--help"):
+            parser.print_help()
+            return ExitCode.OK if args else ExitCode.USAGE
+        parser.parse_args(args[:1])  # prints "invalid choice" and exits with 2
+        return ExitCode.USAGE
+    name = args[0]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"sandbox {name}", description=COMMANDS[name][1])
+    module.build_parser(parser)
+    parsed = parser.parse_args(args[1:])
+    try:
+        return int(module.run(parsed))
+    except KeyboardInterrupt:
+        return 128 + 2
+    except BrokenPipeError:
+        return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
