@@ -33,6 +33,7 @@ __all__ = [
     "AuditLog",
     "AuditUnavailable",
     "default_log_path",
+    "encode_record",
     "line_hash",
 ]
 
@@ -111,6 +112,23 @@ def default_log_path(
 def line_hash(line: bytes) -> str:
     """Return the chain hash of a record: SHA-256 of its line bytes without the newline."""
     return hashlib.sha256(line).hexdigest()
+
+
+def encode_record(
+    *, seq: int, prev: str, time: str, event: EventType, fields: Mapping[str, object]
+) -> bytes:
+    """Return the exact line (without newline) of a record: header in order, then fields.
+
+    The one place a record is rendered, so every writer (the log, synthetic logs for
+    benchmarks) produces byte-identical formatting.
+    """
+    from sandbox.audit._render import render  # noqa: PLC0415 -- structlog only on first use
+
+    record: dict[str, object] = {
+        "schema": SCHEMA_VERSION, "seq": seq, "prev": prev, "time": time,
+        "event": event.value, **fields,
+    }
+    return render(record).encode("ascii")
 
 
 def _now() -> str:
@@ -233,18 +251,14 @@ class AuditLog:
             raise ValueError(problem)
         if self._fd is None:
             raise ValueError(f"emit on a closed audit log ({self.path})")
-        from sandbox.audit._render import render  # noqa: PLC0415 -- structlog only now
-
         while True:
             fd = self._lock_live_file()
             try:
                 size = os.fstat(fd).st_size
                 seq, prev = self._chain_tail(fd, size)
-                record: dict[str, object] = {
-                    "schema": SCHEMA_VERSION, "seq": seq + 1, "prev": prev, "time": _now(),
-                    "event": kind.value, **fields,
-                }
-                line = render(record).encode("ascii")
+                line = encode_record(
+                    seq=seq + 1, prev=prev, time=_now(), event=kind, fields=fields
+                )
                 if self._rotate_bytes is not None and size > 0 and (
                     size + len(line) + 1 > self._rotate_bytes
                 ):
