@@ -1,4 +1,4 @@
-"""The ``sandbox`` command: pick a subcommand, import only its module, map the outcome to an exit code.
+"""The ``sandbox`` command: import only the chosen subcommand, map outcomes to exit codes.
 
 Each subcommand lives in its own module with ``build_parser(parser)`` and ``run(args)``;
 only the chosen one is imported, so ``sandbox run`` with a cached plan never pays for
@@ -19,14 +19,14 @@ __all__ = ["COMMANDS", "main"]
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sandbox.cli.run_cmd", "run a program under a policy or built-in profile"),
-    "check": ("sandbox.cli.check_cmd", "validate policies; print every error with file:line:col"),
+    "check": ("sandbox.cli.check_cmd", "validate policies; print every error with its line"),
     "explain": ("sandbox.cli.explain_cmd", "say in plain words what a policy allows and forbids"),
-    "compile": ("sandbox.cli.compile_cmd", "compile a policy to BPF, libseccomp text or a JSON plan"),
+    "compile": ("sandbox.cli.compile_cmd", "compile a policy to BPF, pseudo-code or a JSON plan"),
     "import-docker": (
         "sandbox.cli.import_docker_cmd",
         "convert a Docker/OCI seccomp profile (JSON) to a policy (TOML)",
     ),
-    "audit": ("sandbox.cli.audit_cmd", "review the audit log: tail, query, summary, verify, report"),
+    "audit": ("sandbox.cli.audit_cmd", "review the audit log: tail, query, summary, verify"),
     "doctor": ("sandbox.cli.doctor_cmd", "check this host for what the launcher needs"),
 }
 

@@ -130,7 +130,9 @@ def _limits(policy: Policy) -> LimitsPlan:
     )
 
 
-def compile_with_listing(policy: Policy, caller: Caller | None = None) -> tuple[Plan, CompiledFilter]:
+def compile_with_listing(
+    policy: Policy, caller: Caller | None = None
+) -> tuple[Plan, CompiledFilter]:
     """Like `compile_policy`, also returning libseccomp's readable filter listing."""
     who = caller or Caller.current()
     compiled = compile_seccomp(policy.seccomp)

@@ -13,6 +13,7 @@ filter is built by the same library every distribution ships). The filter:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pyseccomp  # type: ignore[import-untyped]
+import pyseccomp
 
 from sandbox.compile import bpf
 from sandbox.plan.model import SeccompPlan, SeccompRuleInfo
@@ -117,10 +118,9 @@ def compile_seccomp(policy: SeccompPolicy) -> CompiledFilter:
     filter_.set_attr(pyseccomp.Attr.ACT_BADARCH, pyseccomp.KILL_PROCESS)
     # The launcher sets no_new_privs itself, as its own verified step.
     filter_.set_attr(pyseccomp.Attr.CTL_NNP, 0)
-    try:
+    # libseccomp < 2.5 has no binary tree: the linear layout decides the same, only slower.
+    with contextlib.suppress(OSError):
         filter_.set_attr(pyseccomp.Attr.CTL_OPTIMIZE, _BINARY_TREE)
-    except OSError:
-        pass  # libseccomp < 2.5: the linear layout decides the same, only slower
     native = pyseccomp.system_arch()
     for arch in policy.architectures:
         value = _ARCHES.get(arch)

@@ -73,7 +73,7 @@ def _decode(kind: Any, value: object, where: str) -> object:
         if unknown:
             raise PlanFormatError(f"{where} has unknown keys {sorted(unknown)}")
         try:
-            return kind(
+            return kind(  # type: ignore[operator]
                 **{k: _decode(hints[k], v, f"{where}.{k}") for k, v in value.items()}
             )
         except TypeError as exc:

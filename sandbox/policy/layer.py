@@ -213,7 +213,8 @@ def _read_filesystem(reader: _Reader, data: Mapping[str, Any]) -> None:
             size_value: object = size_text or "64M"
             mode = 0o1777
         else:
-            where, size_value, mode = item["path"], item.get("size", "64M"), item.get("mode", 0o1777)
+            where, size_value = item["path"], item.get("size", "64M")
+            mode = item.get("mode", 0o1777)
         where_path = _absolute_path(where)
         if where_path is None or where_path == "/":
             reader.error(path, "tmpfs path must be absolute, not '/', and must not contain '..'")
@@ -262,7 +263,8 @@ def _read_capabilities(reader: _Reader, data: Mapping[str, Any]) -> None:
                 f'{{ name = "{canonical}", reason = "..." }}',
             )
             continue
-        grants.append(CapabilityGrant(canonical, CAPABILITIES[canonical], reason, reader.origin(path)))
+        number = CAPABILITIES[canonical]
+        grants.append(CapabilityGrant(canonical, number, reason, reader.origin(path)))
     reader.layer.capabilities = grants
 
 
@@ -289,7 +291,8 @@ def _syscall_names(reader: _Reader, path: KeyPath, name: str) -> tuple[str, ...]
     if not is_known_syscall(name):
         reader.error(
             path,
-            f"unknown syscall {name!r} (not in libseccomp's tables){_suggest(name, native_names())}",
+            f"unknown syscall {name!r} (not in libseccomp's tables)"
+            + _suggest(name, native_names()),
         )
         return None
     return (name,)
@@ -462,7 +465,7 @@ def _bounded_count(low: int, high: int) -> Callable[[object], int | None]:
 def _parse_cpu(value: object) -> float | None:
     if value == "unlimited":
         return UNLIMITED
-    if isinstance(value, str) or isinstance(value, bool):
+    if isinstance(value, str | bool):
         raise UnitError(f"must be a share of one core such as 0.5 or 2, not {value!r}")
     assert isinstance(value, int | float)
     if not 0.01 <= value <= 1024:

@@ -8,6 +8,7 @@ that errors, ``sandbox explain`` and audit records can point at the line that gr
 from __future__ import annotations
 
 import enum
+import errno as errno_names
 from dataclasses import dataclass
 
 __all__ = [
@@ -173,11 +174,9 @@ class ActionSpec:
 
     def __str__(self) -> str:
         if self.action is SeccompAction.ERRNO:
-            import errno as errno_names
-
-            name = errno_names.errorcode.get(self.errno or 0, str(self.errno))
+            name = str(errno_names.errorcode.get(self.errno or 0, self.errno))
             return f"errno({name})"
-        return self.action.value
+        return str(self.action.value)
 
 
 @dataclass(frozen=True)

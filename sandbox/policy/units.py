@@ -6,6 +6,7 @@ stores plain integers (bytes, microseconds) so the launcher never parses text.
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = ["UnitError", "parse_duration", "parse_size"]
@@ -48,7 +49,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError("must be a duration such as 10 or \"1.5s\", not a boolean")
     if isinstance(value, int | float):
-        if value != value or value < 0:  # NaN compares unequal to itself
+        if math.isnan(value) or value < 0:
             raise UnitError(f"must be a non-negative duration (got {value})")
         return float(value)
     if isinstance(value, str):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-import cerberus  # type: ignore[import-untyped]
+import cerberus
 from cerberus import errors as cerberus_errors
 
 __all__ = ["SCHEMA", "ShapeProblem", "check_shape"]
@@ -240,10 +240,8 @@ def _schema_at(path: KeyPath) -> Mapping[str, Any]:
     keys: Mapping[str, Any] = SCHEMA
     rule: Mapping[str, Any] = {}
     for part in path:
-        if isinstance(part, int):
-            rule = rule.get("schema", {})  # the rule every array item follows
-        else:
-            rule = keys.get(part, {})
+        # An integer part is an array index: every item follows the array's item rule.
+        rule = rule.get("schema", {}) if isinstance(part, int) else keys.get(part, {})
         keys = rule.get("schema", {}) if "dict" in rule.get("type", ()) else {}
     return keys
 
@@ -262,7 +260,9 @@ def _message(error: Any) -> ShapeProblem:
         return ShapeProblem(path, f"unknown key '{key}'{hint}", at_key=True)
     if code == cerberus_errors.BAD_TYPE.code:
         wanted = error.constraint if isinstance(error.constraint, list) else [error.constraint]
-        words = " or ".join(_TYPE_WORDS.get(w, w) for w in wanted)
+        if "float" in wanted:
+            wanted = [w for w in wanted if w != "integer"]  # "a number" covers both
+        words = " or ".join(_TYPE_WORDS.get(str(w), str(w)) for w in wanted)
         return ShapeProblem(
             path, f"must be {words}, not {_describe_type(error.value)}", at_key=False
         )
@@ -293,7 +293,7 @@ def _leaves(errors: Any) -> Iterator[Any]:
 class _StrictValidator(cerberus.Validator):  # type: ignore[misc]
     """cerberus with TOML's types: ``true`` is not an integer (Python's bool is an int)."""
 
-    types_mapping = {
+    types_mapping: ClassVar[dict[str, Any]] = {
         **cerberus.Validator.types_mapping,
         "integer": cerberus.TypeDefinition("integer", (int,), (bool,)),
         "float": cerberus.TypeDefinition("float", (float, int), (bool,)),
