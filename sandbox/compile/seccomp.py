@@ -26,7 +26,7 @@ import pyseccomp
 
 from sandbox.compile import bpf
 from sandbox.plan.model import SeccompPlan, SeccompRuleInfo
-from sandbox.policy.model import ActionSpec, Origin, SeccompAction, SeccompPolicy, SyscallRule
+from sandbox.policy.model import ActionSpec, SeccompAction, SeccompPolicy
 from sandbox.policy.syscall_table import native_number
 
 __all__ = ["CompiledFilter", "compile_seccomp", "libseccomp_version"]
@@ -91,24 +91,6 @@ def _export(filter_: Any, method: str) -> bytes:
         return out.read()
 
 
-def _effective_rules(policy: SeccompPolicy) -> list[SyscallRule]:
-    rules = [r for r in policy.rules if native_number(r.syscall) >= 0]
-    named_clone3 = any(r.syscall == "clone3" and r.via in ("clone3", "rule") for r in rules)
-    if policy.clone3_enosys and not named_clone3:
-        rules = [r for r in rules if r.syscall != "clone3"]
-        rules.append(
-            SyscallRule(
-                "clone3",
-                ActionSpec(SeccompAction.ERRNO, errno.ENOSYS),
-                (),
-                "clone3_enosys",
-                "libc falls back to clone, whose flags the filter can check",
-                Origin("(built-in)", 0, 0),
-            )
-        )
-    return rules
-
-
 def compile_seccomp(policy: SeccompPolicy) -> CompiledFilter:
     """Build the BPF for ``policy`` on this machine's architecture (plus any listed)."""
     default = _action_value(policy.default)
@@ -127,7 +109,8 @@ def compile_seccomp(policy: SeccompPolicy) -> CompiledFilter:
         if arch != "native" and value is not None and value != native:
             filter_.add_arch(value)
     infos: list[SeccompRuleInfo] = []
-    for rule in _effective_rules(policy):
+    # Names of other architectures' syscalls (socketcall, *_time64) have no number here.
+    for rule in (r for r in policy.rules if native_number(r.syscall) >= 0):
         action = _action_value(rule.action)
         args = [
             pyseccomp.Arg(c.index, _OPERATORS[c.op], c.mask if c.op == "masked-eq" else c.value,

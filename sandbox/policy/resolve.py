@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import hashlib
 import json
 from collections.abc import Sequence
@@ -133,10 +134,15 @@ def merge_layers(layers: Sequence[Layer]) -> tuple[Policy | None, list[Diagnosti
     for layer in layers:
         settings.update(layer.settings)
         env.update((e.name, e) for e in layer.env)
+        # One mount per destination: a later bind or tmpfs at a path replaces an earlier
+        # one (of either kind), so `--bind SRC:/work` replaces a profile's /work tmpfs.
         for bind in layer.binds:
             binds.pop(bind.dst, None)  # re-insert so order follows the latest layer
+            tmpfs.pop(bind.dst, None)
             binds[bind.dst] = bind
-        tmpfs.update((t.path, t) for t in layer.tmpfs)
+        for mount in layer.tmpfs:
+            binds.pop(mount.path, None)
+            tmpfs[mount.path] = mount
         masked.update(dict.fromkeys(layer.masked))
         readonly.update(dict.fromkeys(layer.readonly))
         if layer.capabilities is not None:
@@ -219,11 +225,27 @@ def merge_layers(layers: Sequence[Layer]) -> tuple[Policy | None, list[Diagnosti
                         f"{idmap.count}); the sandbox could not run as it",
                     )
                 )
+    clone3_enosys = bool(_value(settings, "seccomp.clone3_enosys"))
+    named = any(r.via in ("clone3", "rule") for r in syscalls.get("clone3", ()))
+    if clone3_enosys and not named:
+        # clone3 passes its flags in memory, out of the filter's reach: answer ENOSYS so
+        # libc falls back to clone, whose flags the rules can check (as Docker does).
+        where = settings.get("seccomp.clone3_enosys")
+        syscalls["clone3"] = (
+            SyscallRule(
+                "clone3",
+                ActionSpec(SeccompAction.ERRNO, errno.ENOSYS),
+                (),
+                "clone3_enosys",
+                None,
+                where.origin if where else Origin("(built-in default)", 0, 0),
+            ),
+        )
     seccomp = SeccompPolicy(
         default=_value(settings, "seccomp.default"),
         rules=tuple(rule for name in sorted(syscalls) for rule in syscalls[name]),
         architectures=_value(settings, "seccomp.architectures"),
-        clone3_enosys=_value(settings, "seccomp.clone3_enosys"),
+        clone3_enosys=clone3_enosys,
         default_reason=_value(settings, "seccomp.reason"),
     )
     limits = LimitsPolicy(
