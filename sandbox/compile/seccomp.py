@@ -7,8 +7,9 @@ filter is built by the same library every distribution ships). The filter:
   secondary ABI cannot be used to get around the rules;
 - answers ``clone3`` with ENOSYS unless the policy names it, so libc falls back to
   ``clone``, whose flags seccomp can inspect (as Docker does);
-- is built as a binary tree where libseccomp supports it (2.5+), so a syscall costs a
-  handful of comparisons instead of a walk down the whole list.
+- is built as a binary tree where libseccomp supports it (2.5+), with a range search in
+  front (`sandbox.compile.fast_path`) that decides argument-free syscalls in a few
+  instructions, so a syscall costs a handful of comparisons instead of a list walk.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from typing import Any
 import pyseccomp
 
 from sandbox.compile import bpf
+from sandbox.compile.fast_path import prepend_fast_path
 from sandbox.plan.model import SeccompPlan, SeccompRuleInfo
 from sandbox.policy.model import ActionSpec, SeccompAction, SeccompPolicy
-from sandbox.policy.syscall_table import native_number
+from sandbox.policy.syscall_table import native_names, native_number
 
 __all__ = ["CompiledFilter", "compile_seccomp", "libseccomp_version"]
 
@@ -104,10 +106,13 @@ def compile_seccomp(policy: SeccompPolicy) -> CompiledFilter:
     with contextlib.suppress(OSError):
         filter_.set_attr(pyseccomp.Attr.CTL_OPTIMIZE, _BINARY_TREE)
     native = pyseccomp.system_arch()
+    extra_arches = False
     for arch in policy.architectures:
         value = _ARCHES.get(arch)
         if arch != "native" and value is not None and value != native:
             filter_.add_arch(value)
+            extra_arches = True
+    decisions: dict[int, int | None] = {}
     infos: list[SeccompRuleInfo] = []
     # Names of other architectures' syscalls (socketcall, *_time64) have no number here.
     for rule in (r for r in policy.rules if native_number(r.syscall) >= 0):
@@ -128,10 +133,19 @@ def compile_seccomp(policy: SeccompPolicy) -> CompiledFilter:
                 reason=rule.reason,
             )
         )
+        number = native_number(rule.syscall)
+        decisions[number] = None if (args or number in decisions) else action
         if action == default:
             continue  # libseccomp refuses rules that repeat the default; the effect is the same
         filter_.add_rule(action, rule.syscall, *args)
     program = _export(filter_, "export_bpf")
+    if not extra_arches:
+        highest = max(native_number(name) for name in native_names())
+        program = prepend_fast_path(
+            program,
+            native,
+            [decisions.get(nr, default) for nr in range(highest + 1)],
+        )
     pfc = _export(filter_, "export_pfc").decode("utf-8", "replace")
     instructions = len(bpf.decode(program))
     plan = SeccompPlan(
