@@ -1,0 +1,268 @@
+"""Per-run cgroups: limits the kernel enforces, a handle to kill a run as a whole, and its usage.
+
+The launcher calls `RunCgroup.create` before fork, `attach` (or passes `procs_fd` to
+``clone3``) while the child waits, `sample` and `usage` while supervising, and `remove`
+after the run. cgroup v2 is used where the host has it with the needed controllers
+(most current distributions); otherwise the v1 memory, pids, cpu, cpuacct and freezer
+hierarchies. Every limit is read back after writing and any failure raises
+`CgroupUnavailable` with nothing left behind: a run never starts in a half-configured
+group. `cleanup_stale` removes groups left by launchers that were SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from sandbox.launch import cgroups_v1, cgroups_v2
+from sandbox.launch._cgroup_base import (
+    OS_FS,
+    CgroupBusy,
+    CgroupError,
+    CgroupFs,
+    CgroupUnavailable,
+    CgroupUsage,
+    GroupBackend,
+    group_name,
+    launcher_alive,
+    parse_group_name,
+    validate_run_id,
+)
+
+if TYPE_CHECKING:
+    import pathlib
+
+    from sandbox.plan.model import LimitsPlan
+
+__all__ = [
+    "CgroupBusy",
+    "CgroupError",
+    "CgroupProbe",
+    "CgroupUnavailable",
+    "CgroupUsage",
+    "RunCgroup",
+    "cleanup_stale",
+    "probe",
+]
+
+# Replaced by tests with a simulated kernel; this machine has no cgroup v2 controllers.
+_FS: CgroupFs = OS_FS
+
+
+def _select(
+    base: pathlib.Path | None,
+) -> tuple[cgroups_v2.V2Site | None, dict[str, str]]:
+    """The v2 site to use, else the v1 hierarchies (exactly one of them is set).
+
+    v2 wins when /sys/fs/cgroup itself is cgroup2 (a pure v2 host) or when the
+    caller's v2 cgroup offers the memory controller (a hybrid host that moved it to
+    v2). A hybrid host's empty ``unified`` mount, like this machine's, loses to v1.
+    """
+    fs = _FS
+    if base is not None:
+        b = os.fspath(base)
+        site = cgroups_v2.find_site(b, fs)
+        if site is not None:
+            return site, {}
+        return None, cgroups_v1.find_hierarchies(b)
+    site = cgroups_v2.find_site(None, fs)
+    if site is not None and (site.mount == "/sys/fs/cgroup" or "memory" in site.controllers):
+        return site, {}
+    hierarchies = cgroups_v1.find_hierarchies()
+    if hierarchies:
+        return None, hierarchies
+    return site, {}
+
+
+class RunCgroup:
+    """One run's cgroup (v2) or groups (v1), configured with the plan's limits."""
+
+    def __init__(self, backend: GroupBackend) -> None:
+        """Wrap a configured backend; use `create`, not this."""
+        self._backend = backend
+        self.version: int = backend.version
+        self.paths: tuple[str, ...] = backend.paths
+
+    @classmethod
+    def create(
+        cls, run_id: str, limits: LimitsPlan, *, base: pathlib.Path | None = None
+    ) -> RunCgroup:
+        """Create the run's group with ``limits`` written and verified.
+
+        ``base`` replaces detection: a directory with ``cgroup.controllers`` is taken as
+        the caller's delegated v2 cgroup, anything else as a root holding v1 hierarchies
+        (``base/memory``, ``base/pids``, ...). Raises `CgroupUnavailable` (with
+        ``reason`` saying what to fix) and leaves nothing behind on any failure.
+        """
+        validate_run_id(run_id)
+        site, hierarchies = _select(base)
+        name = group_name(run_id)
+        if site is not None:
+            return cls(cgroups_v2.V2Group.create(site, name, limits, _FS))
+        if hierarchies:
+            return cls(cgroups_v1.V1Group.create(hierarchies, name, limits, _FS))
+        where = os.fspath(base) if base is not None else "/sys/fs/cgroup"
+        raise CgroupUnavailable(
+            "no cgroup filesystem found (neither cgroup2 nor v1 controllers are mounted)",
+            where,
+            errno.ENOENT,
+        )
+
+    def attach(self, pid: int) -> None:
+        """Move ``pid`` into the run's group(s) and check it arrived; call before exec."""
+        self._backend.attach(pid)
+
+    def contains(self, pid: int) -> bool:
+        """True when ``pid`` is in the run's group(s), for the launcher's after-checks."""
+        return self._backend.contains(pid)
+
+    def procs_fd(self) -> int | None:
+        """v2: a new ``O_PATH`` fd of the group for ``clone3(CLONE_INTO_CGROUP)``; else None.
+
+        The caller owns the descriptor and must close it.
+        """
+        return self._backend.procs_fd()
+
+    def usage(self) -> CgroupUsage:
+        """What the run used so far (after `remove`: the final figures)."""
+        return self._backend.usage()
+
+    def sample(self) -> None:
+        """Cheap poll for figures the kernel may not keep a peak of (process count)."""
+        self._backend.sample()
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the run, so none survives the launcher's decision."""
+        self._backend.kill_all()
+
+    def remove(self) -> None:
+        """Kill what is left and remove the group(s); safe to call more than once."""
+        self._backend.remove()
+
+    def describe(self) -> dict[str, object]:
+        """Version, paths and the limits as read back from the kernel, for the audit record."""
+        return self._backend.describe()
+
+    def __enter__(self) -> RunCgroup:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.remove()
+
+
+def cleanup_stale(*, base: pathlib.Path | None = None) -> list[str]:
+    """Remove run groups whose launcher is gone; return the directories removed.
+
+    A launcher killed with SIGKILL cannot remove its group. Its identity (pid and
+    start time) is in the group's name, so a group is removed only when that exact
+    process no longer runs; a group a live launcher has just created (and not yet
+    filled) is left alone. Leftover processes are killed first. A group that cannot
+    be removed now (a process stuck in the kernel) is skipped and retried next time.
+    """
+    fs = _FS
+    removed: list[str] = []
+    if base is not None:
+        b = os.fspath(base)
+        site = cgroups_v2.find_site(b, fs)
+        hierarchies = {} if site is not None else cgroups_v1.find_hierarchies(b)
+    else:
+        site = cgroups_v2.find_site(None, fs)
+        hierarchies = cgroups_v1.find_hierarchies()
+    if site is not None:
+        for path in cgroups_v2.stale_groups(site, fs):
+            if _launcher_gone(os.path.basename(path)):
+                try:
+                    cgroups_v2.V2Group(path, fs=fs).remove()
+                except CgroupError:
+                    continue
+                removed.append(path)
+    for name, dirs in cgroups_v1.stale_groups(hierarchies, fs).items():
+        if _launcher_gone(name):
+            group = cgroups_v1.V1Group(dirs, fs=fs)
+            try:
+                group.remove()
+            except CgroupError:
+                continue
+            removed.extend(group.paths)
+    return removed
+
+
+def _launcher_gone(name: str) -> bool:
+    parsed = parse_group_name(name)
+    return parsed is not None and not launcher_alive(parsed[1], parsed[2])
+
+
+@dataclass(frozen=True)
+class CgroupProbe:
+    """What `RunCgroup.create` would find on this host, for ``sandbox doctor``.
+
+    ``version`` is 2 or 1, or None without any cgroup filesystem. ``where`` is the v2
+    cgroup runs would go under, or the v1 hierarchies. ``problem`` is empty when a run
+    with memory, pids and cpu limits can be set up, else why not, and ``fix`` says how.
+    """
+
+    version: int | None
+    where: tuple[str, ...]
+    controllers: tuple[str, ...]
+    problem: str
+    fix: str
+
+
+def probe(*, base: pathlib.Path | None = None) -> CgroupProbe:
+    """Inspect the cgroup setup without creating anything."""
+    site, hierarchies = _select(base)
+    limited = ("memory", "pids", "cpu")
+    if site is not None:
+        missing = [c for c in limited if c not in site.controllers]
+        problem = fix = ""
+        if missing:
+            problem = f"controller(s) {', '.join(missing)} not available in {site.own}"
+            fix = "delegate them: systemd Delegate=yes, or enable them in the parent's "
+            fix += "cgroup.subtree_control"
+        elif not all(
+            os.access(os.path.join(site.own, f), os.W_OK)
+            for f in ("", "cgroup.procs", "cgroup.subtree_control")
+        ):
+            problem = f"{site.own} is not writable by this user"
+            fix = cgroups_v2.NO_V2_DELEGATION
+        elif _others_in(site):
+            problem = f"{site.own} holds other processes, so controllers cannot be enabled below it"
+            fix = "start sandbox in its own cgroup: systemd-run --user --scope -p Delegate=yes"
+        return CgroupProbe(2, (site.own,), tuple(sorted(site.controllers)), problem, fix)
+    if hierarchies:
+        mounts = tuple(dict.fromkeys(hierarchies.values()))
+        missing = [c for c in limited if c not in hierarchies]
+        problem = fix = ""
+        if missing:
+            problem = f"cgroup v1 controller(s) {', '.join(missing)} not mounted"
+            fix = "mount them, or use a cgroup v2 host"
+        elif not all(os.access(m, os.W_OK) for m in mounts):
+            problem = "the cgroup v1 hierarchies are not writable by this user"
+            fix = "run as root (cgroup v1 cannot be delegated safely), or use cgroup v2"
+        return CgroupProbe(1, mounts, tuple(sorted(hierarchies)), problem, fix)
+    return CgroupProbe(
+        None, (), (), "no cgroup filesystem is mounted", "mount cgroup2 at /sys/fs/cgroup"
+    )
+
+
+def _others_in(site: cgroups_v2.V2Site) -> bool:
+    """True when the caller's cgroup holds processes besides us and is not the root."""
+    if site.own == site.mount:
+        return False  # the root cgroup is exempt from the no-internal-processes rule
+    try:
+        with open(os.path.join(site.own, "cgroup.subtree_control")) as f:
+            if f.read().split():
+                return False  # already enabled: we were moved to our leaf before
+        with open(os.path.join(site.own, "cgroup.procs")) as f:
+            pids = {int(p) for p in f.read().split()}
+    except OSError:
+        return False
+    return bool(pids - {os.getpid()})
