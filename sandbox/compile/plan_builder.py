@@ -15,6 +15,7 @@ from sandbox.compile.seccomp import CompiledFilter, compile_seccomp
 from sandbox.plan.model import (
     PLAN_VERSION,
     AuditPlan,
+    EgressTarget,
     EnvVar,
     IdMapPlan,
     IdRange,
@@ -22,10 +23,11 @@ from sandbox.plan.model import (
     MountStep,
     NamespacesPlan,
     Plan,
+    PrivateNetworkPlan,
     ProcessPlan,
     Rlimit,
 )
-from sandbox.policy.model import IdMapMode, Policy
+from sandbox.policy.model import IdMapMode, NetworkMode, Policy
 
 __all__ = ["TOOL_VERSION", "Caller", "compile_policy", "compile_with_listing"]
 
@@ -130,6 +132,18 @@ def _limits(policy: Policy) -> LimitsPlan:
     )
 
 
+def _private_network(policy: Policy) -> PrivateNetworkPlan | None:
+    net = policy.network
+    if net.mode is not NetworkMode.PRIVATE:
+        return None
+    return PrivateNetworkPlan(
+        allow=tuple(EgressTarget(r.network, r.host, r.port, str(r.origin)) for r in net.allow),
+        egress=net.egress,
+        subnet=net.subnet,
+        mtu=net.mtu,
+    )
+
+
 def compile_with_listing(
     policy: Policy, caller: Caller | None = None
 ) -> tuple[Plan, CompiledFilter]:
@@ -158,6 +172,7 @@ def compile_with_listing(
         network=policy.network.mode.value,
         audit=AuditPlan(policy.audit.log, policy.audit.required),
         degrade=policy.degrade,
+        network_private=_private_network(policy),
     )
     return plan, compiled
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "PLAN_VERSION",
     "AuditPlan",
+    "EgressTarget",
     "EnvVar",
     "IdMapPlan",
     "IdRange",
@@ -20,6 +21,7 @@ __all__ = [
     "MountStep",
     "NamespacesPlan",
     "Plan",
+    "PrivateNetworkPlan",
     "ProcessPlan",
     "Rlimit",
     "SeccompPlan",
@@ -161,6 +163,31 @@ class AuditPlan:
 
 
 @dataclass(frozen=True)
+class EgressTarget:
+    """A destination a ``private`` network may reach (``network`` CIDR or ``host`` name)."""
+
+    network: str | None
+    host: str | None
+    port: int | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class PrivateNetworkPlan:
+    """A veth link to the host with egress filtering (``network.mode = "private"``).
+
+    ``egress`` is ``enforce`` (only ``allow`` gets through) or ``audit`` (everything
+    gets through, every destination is recorded). Host names are resolved by the
+    launcher when the run starts and pinned in the sandbox's /etc/hosts.
+    """
+
+    allow: tuple[EgressTarget, ...]
+    egress: str
+    subnet: str
+    mtu: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """A complete launch plan. Round-trips through JSON (`sandbox.plan.codec`)."""
 
@@ -180,3 +207,4 @@ class Plan:
     network: str
     audit: AuditPlan
     degrade: tuple[str, ...]
+    network_private: PrivateNetworkPlan | None = None

@@ -169,9 +169,19 @@ def explain(policy: Policy) -> str:
     net = {
         NetworkMode.NONE: "None: a new network namespace with no interface up, not even loopback.",
         NetworkMode.LOOPBACK: "Loopback only: 127.0.0.1 and ::1 inside a new network namespace.",
+        NetworkMode.PRIVATE: "Private: a link to the host from a new network namespace; "
+        + ("every destination allowed and recorded (egress = audit)."
+           if p.network.egress == "audit" else "only these destinations get through:"),
         NetworkMode.HOST: f"The host's network, shared. Reason: {p.network.reason}",
     }[p.network.mode]
-    sections.append(("Network", [net]))
+    net_lines = [net]
+    if p.network.mode is NetworkMode.PRIVATE:
+        net_lines += [f"  {rule}   ({rule.origin})" for rule in p.network.allow]
+        net_lines.append(
+            "  Host names are resolved at start and pinned in /etc/hosts; there is no DNS "
+            "server, so other names do not resolve. Each blocked attempt is audited."
+        )
+    sections.append(("Network", net_lines))
     audit_lines = [
         f"Audit log: {p.audit.log or 'the default location'}; "
         + ("the run is refused if it cannot be written." if p.audit.required

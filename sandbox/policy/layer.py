@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import errno as errno_table
+import ipaddress
 import posixpath
 import re
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from sandbox.policy.model import (
     ArgCondition,
     Bind,
     CapabilityGrant,
+    EgressRule,
     EnvEntry,
     Origin,
     SeccompAction,
@@ -498,8 +500,61 @@ def _read_limits(reader: _Reader, data: Mapping[str, Any]) -> None:
         reader.convert(data, section, key, _bounded_size)
 
 
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _egress_rule(text: str, origin: Origin) -> EgressRule | str:
+    """Parse ``CIDR``, ``CIDR:PORT``, ``[IPv6/len]:PORT`` or ``HOST:PORT``; a str is an error."""
+    where, port_text = text, ""
+    if text.startswith("["):
+        where, _, rest = text[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return f"{text!r}: write an IPv6 destination as [ADDRESS]:PORT"
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        where, _, port_text = text.partition(":")
+    port: int | None = None
+    if port_text:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            return f"{text!r}: the port must be a number from 1 to 65535"
+        port = int(port_text)
+    try:
+        network = ipaddress.ip_network(where, strict=False)
+    except ValueError:
+        if not _HOST_NAME.match(where) or where.replace(".", "").isdigit():
+            return f"{text!r} is not CIDR, CIDR:PORT or HOST:PORT"
+        if port is None:
+            return f"{text!r}: a host name needs a port (HOST:PORT), so only that service opens"
+        return EgressRule(None, where.lower().rstrip("."), port, origin)
+    return EgressRule(str(network), None, port, origin)
+
+
 def _read_network(reader: _Reader, data: Mapping[str, Any]) -> None:
     for key, value in data.items():
+        if key == "allow":
+            rules = []
+            for index, item in enumerate(value):
+                parsed = _egress_rule(item, reader.origin(("network", "allow", index)))
+                if isinstance(parsed, str):
+                    reader.error(("network", "allow", index), parsed)
+                else:
+                    rules.append(parsed)
+            reader.setting(("network", key), tuple(rules))
+            continue
+        if key == "subnet":
+            try:
+                subnet = ipaddress.IPv4Network(value)
+            except ValueError:
+                reader.error(("network", key), f"{value!r} is not an IPv4 network such as "
+                             "\"10.213.0.0/16\"")
+                continue
+            if not subnet.is_private or subnet.prefixlen > 28:
+                reader.error(("network", key), "must be a private IPv4 range of /28 or larger "
+                             "(each run takes a /30 from it)")
+                continue
         reader.setting(("network", key), value)
     if data.get("mode") == "host" and not data.get("reason"):
         reader.error(

@@ -17,6 +17,7 @@ __all__ = [
     "AuditPolicy",
     "Bind",
     "CapabilityGrant",
+    "EgressRule",
     "EnvEntry",
     "FilesystemPolicy",
     "IdMapMode",
@@ -246,15 +247,40 @@ class NetworkMode(enum.Enum):
 
     NONE = "none"
     LOOPBACK = "loopback"
+    PRIVATE = "private"
     HOST = "host"
 
 
 @dataclass(frozen=True)
+class EgressRule:
+    """A destination a ``private`` network may reach: a network or a host name, maybe a port.
+
+    Exactly one of ``network`` (an IPv4/IPv6 network in CIDR form) and ``host`` (a DNS
+    name, resolved by the launcher at start and pinned in the sandbox's /etc/hosts) is set.
+    """
+
+    network: str | None
+    host: str | None
+    port: int | None
+    origin: Origin
+
+    def __str__(self) -> str:
+        where = self.network or self.host or "?"
+        if self.port is None:
+            return where
+        return f"[{where}]:{self.port}" if ":" in where else f"{where}:{self.port}"
+
+
+@dataclass(frozen=True)
 class NetworkPolicy:
-    """The network mode (and the reason, for ``host``)."""
+    """The network mode, its reason (for ``host``) and, for ``private``, the egress rules."""
 
     mode: NetworkMode
     reason: str | None
+    allow: tuple[EgressRule, ...] = ()
+    egress: str = "enforce"
+    subnet: str = "10.213.0.0/16"
+    mtu: int = 1500
 
 
 @dataclass(frozen=True)

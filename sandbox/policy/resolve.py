@@ -166,6 +166,17 @@ def merge_layers(layers: Sequence[Layer]) -> tuple[Policy | None, list[Diagnosti
                    else "needs a net namespace; leave namespaces.net out or set it to true"),
             )
         )
+    for key in ("network.allow", "network.egress"):
+        found = settings.get(key)
+        if found is not None and mode is not NetworkMode.PRIVATE:
+            diagnostics.append(
+                _contradiction(
+                    found.origin,
+                    key,
+                    f"only applies to network.mode = \"private\" (this policy's mode is "
+                    f"\"{mode.value}\")",
+                )
+            )
     namespaces = NamespacePolicy(
         user=_value(settings, "namespaces.user"),
         pid=_value(settings, "namespaces.pid"),
@@ -275,7 +286,14 @@ def merge_layers(layers: Sequence[Layer]) -> tuple[Policy | None, list[Diagnosti
         capabilities=tuple(capabilities),
         seccomp=seccomp,
         limits=limits,
-        network=NetworkPolicy(mode, _value(settings, "network.reason")),
+        network=NetworkPolicy(
+            mode,
+            _value(settings, "network.reason"),
+            allow=_value(settings, "network.allow") or (),
+            egress=_value(settings, "network.egress") or "enforce",
+            subnet=_value(settings, "network.subnet") or "10.213.0.0/16",
+            mtu=_value(settings, "network.mtu") or 1500,
+        ),
         audit=AuditPolicy(_value(settings, "audit.log"), _value(settings, "audit.required")),
         degrade=degrade,
     )

@@ -192,8 +192,12 @@ SCHEMA: Mapping[str, Any] = {
     "network": {
         "type": "dict",
         "schema": {
-            "mode": {"type": "string", "allowed": ["none", "loopback", "host"]},
+            "mode": {"type": "string", "allowed": ["none", "loopback", "private", "host"]},
             "reason": _STR,
+            "allow": _STR_LIST,
+            "egress": {"type": "string", "allowed": ["enforce", "audit"]},
+            "subnet": _STR,
+            "mtu": {"type": "integer", "min": 576, "max": 65535},
         },
     },
     "audit": {"type": "dict", "schema": {"log": _STR, "required": _BOOL}},
