@@ -278,7 +278,8 @@ def _action(reader: _Reader, path: KeyPath, action: str, errno_name: str | None)
         return ActionSpec(kind)
     number = _errno_number(errno_name or "EPERM")
     if number is None:
-        reader.error(path, f"unknown errno {errno_name!r} (write a name such as \"EPERM\")")
+        where = (*path[:-1], "deny_errno") if path[-1] == "deny_action" else path
+        reader.error(where, f"unknown errno {errno_name!r} (write a name such as \"EPERM\")")
         number = errno_table.EPERM
     return ActionSpec(kind, number)
 
@@ -300,17 +301,22 @@ def _syscall_names(reader: _Reader, path: KeyPath, name: str) -> tuple[str, ...]
     return (name,)
 
 
-def _risky_grant(reader: _Reader, path: KeyPath, entry: str, names: tuple[str, ...]) -> bool:
+def _risky_grant(
+    reader: _Reader, path: KeyPath, entry: str, names: tuple[str, ...], *, rule: bool = False
+) -> bool:
     """Report a grant of risky syscalls without a reason; True when it was reported."""
     risky = [n for n in names if n in RISKY_SYSCALLS]
     if not risky:
         return False
     shown = ", ".join(risky[:6]) + (", ..." if len(risky) > 6 else "")
     why = RISKY_SYSCALLS[risky[0]] if len(risky) == 1 else "each is a known escape route"
+    fix = (
+        'add reason = "..." to this [[seccomp.rule]]'
+        if rule
+        else f'write {{ name = "{entry}", reason = "..." }}'
+    )
     reader.error(
-        path,
-        f"allowing {entry!r} grants risky syscalls ({shown}: {why}) and needs a reason: "
-        f'write {{ name = "{entry}", reason = "..." }}',
+        path, f"allowing {entry!r} grants risky syscalls ({shown}: {why}) and needs a reason: {fix}"
     )
     return True
 
@@ -320,7 +326,7 @@ def _read_seccomp(reader: _Reader, data: Mapping[str, Any]) -> None:
     if "default_action" in data or "default_errno" in data:
         default = _action(
             reader,
-            (section, "default_action") if "default_action" in data else (section, "default_errno"),
+            (section, "default_errno") if "default_errno" in data else (section, "default_action"),
             data.get("default_action", "errno"),
             data.get("default_errno"),
         )
@@ -423,7 +429,11 @@ def _read_seccomp(reader: _Reader, data: Mapping[str, Any]) -> None:
             continue
         action = _action(reader, path, item["action"], item.get("errno"))
         reason = item.get("reason")
-        if action.action.grants and not reason and _risky_grant(reader, path, name, (name,)):
+        if (
+            action.action.grants
+            and not reason
+            and _risky_grant(reader, path, name, (name,), rule=True)
+        ):
             continue
         conditions = tuple(
             ArgCondition(arg["index"], arg["op"], arg["value"], arg.get("mask", 0))

@@ -215,8 +215,11 @@ def load_policy(source: str | os.PathLike[str], *, name: str = "<string>") -> Po
     A `pathlib.Path` (or a string naming an existing file) is read as a file; any other
     string is TOML text, reported as ``name`` in errors.
     """
+    one_line = "\n" not in source if isinstance(source, str) else True
     if isinstance(source, os.PathLike) or (
-        "\n" not in source and "=" not in source and source.strip() != ""
+        one_line
+        and source.strip() != ""
+        and (os.path.exists(source) or ("=" not in source and "[" not in source))
     ):
         path = Path(source)
         text = _read_text(path)

@@ -196,12 +196,16 @@ def merge_layers(layers: Sequence[Layer]) -> tuple[Policy | None, list[Diagnosti
         masked=tuple(sorted(masked)),
         readonly=tuple(sorted(readonly)),
     )
-    if filesystem.proc and not namespaces.pid and "filesystem.proc" in settings:
+    if filesystem.proc and not namespaces.pid:
+        # Point at the line that turned the pid namespace off: that is what the user wrote.
+        key = "namespaces.pid" if "namespaces.pid" in settings else "filesystem.proc"
+        where = settings.get(key)
         diagnostics.append(
             _contradiction(
-                settings["filesystem.proc"].origin,
-                "filesystem.proc",
-                "a fresh /proc needs namespaces.pid = true (it would show the host's processes)",
+                where.origin if where else Origin(layers[-1].file, 1, 1),
+                key,
+                "a fresh /proc needs namespaces.pid = true (it would show the host's "
+                "processes); set filesystem.proc = false to share the pid namespace",
             )
         )
     if not namespaces.mount and "namespaces.mount" in settings:
@@ -238,6 +242,23 @@ def merge_layers(layers: Sequence[Layer]) -> tuple[Policy | None, list[Diagnosti
                 )
     clone3_enosys = bool(_value(settings, "seccomp.clone3_enosys"))
     named = any(r.via in ("clone3", "rule") for r in syscalls.get("clone3", ()))
+    unreasoned = [
+        r for r in syscalls.get("clone3", ())
+        if r.action.action.grants and r.via.startswith("@") and not r.reason
+    ]
+    if not clone3_enosys and unreasoned:
+        # Group grants were checked with clone3 left out because ENOSYS answered it;
+        # turning that off makes the group's clone3 a real grant, which needs a reason.
+        where = settings["seccomp.clone3_enosys"]
+        diagnostics.append(
+            _contradiction(
+                where.origin,
+                "seccomp.clone3_enosys",
+                f"turning this off lets clone3 run (allowed by {unreasoned[0].via} at "
+                f"{unreasoned[0].origin}); clone3's flags are out of seccomp's reach, so it "
+                "can create namespaces: allow it by name with a reason instead",
+            )
+        )
     if clone3_enosys and not named:
         # clone3 passes its flags in memory, out of the filter's reach: answer ENOSYS so
         # libc falls back to clone, whose flags the rules can check (as Docker does).
@@ -273,7 +294,11 @@ def merge_layers(layers: Sequence[Layer]) -> tuple[Policy | None, list[Diagnosti
     )
     if diagnostics:
         return None, diagnostics
-    name = _value(settings, "name") or (layers[-1].file.rsplit("/", 1)[-1].removesuffix(".toml"))
+    # A name is not inherited: a policy built on `untrusted` is not `untrusted`.
+    own_name = layers[-1].settings.get("name")
+    name = str(own_name.value) if own_name else (
+        layers[-1].file.rsplit("/", 1)[-1].removesuffix(".toml")
+    )
     policy = Policy(
         name=name,
         description=_value(settings, "description"),

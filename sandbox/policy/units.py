@@ -40,7 +40,15 @@ def parse_size(value: object) -> int:
                 f"{value!r} is not a size: write bytes as a number, or a number with K, M, "
                 "G, T or P (powers of 1024), e.g. \"64M\""
             )
-        return int(float(match.group(1)) * _SIZE_FACTORS[(match.group(2) or "").lower()])
+        # Exact arithmetic: a float would overflow (or round) on absurdly long numbers.
+        whole, _, fraction = match.group(1).partition(".")
+        factor = _SIZE_FACTORS[(match.group(2) or "").lower()]
+        if len(whole) > 30:
+            raise UnitError(f"{value!r} is far too large to be a size")
+        scaled = int(whole) * factor
+        if fraction:
+            scaled += int(fraction[:18].ljust(18, "0")) * factor // 10**18
+        return scaled
     raise UnitError(f"must be a size such as \"64M\", not {type(value).__name__}")
 
 
@@ -48,6 +56,8 @@ def parse_duration(value: object) -> float:
     """Return ``value`` in seconds: a number, or a string with us/ms/s/m/h/d."""
     if isinstance(value, bool):
         raise UnitError("must be a duration such as 10 or \"1.5s\", not a boolean")
+    if isinstance(value, int) and value > 10**12:
+        raise UnitError(f"{value} seconds is far too long to be a duration")
     if isinstance(value, int | float):
         if math.isnan(value) or value < 0:
             raise UnitError(f"must be a non-negative duration (got {value})")
@@ -59,5 +69,7 @@ def parse_duration(value: object) -> float:
                 f"{value!r} is not a duration: write seconds as a number, or a number with "
                 "us, ms, s, m, h or d, e.g. \"30s\""
             )
+        if len(match.group(1)) > 30:
+            raise UnitError(f"{value!r} is far too long to be a duration")
         return float(match.group(1)) * _DURATION_FACTORS[(match.group(2) or "").lower()]
     raise UnitError(f"must be a duration such as \"30s\", not {type(value).__name__}")

@@ -28,6 +28,9 @@ _STR_LIST: dict[str, Any] = {"type": "list", "schema": {"type": "string"}}
 _ID: dict[str, Any] = {"type": "integer", "min": 0, "max": 4294967294}
 
 ACTIONS = ("allow", "errno", "kill-process", "kill-thread", "trap", "log")
+# A deny entry must refuse the syscall: an action that lets it run belongs in `allow`,
+# where risky grants are checked for a reason.
+REFUSING_ACTIONS = ("errno", "kill-process", "kill-thread", "trap")
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "masked-eq")
 ARCHITECTURES = ("native", "x86_64", "x86", "x32", "aarch64", "arm")
 DEGRADABLE = ("cgroup-limits",)
@@ -126,12 +129,12 @@ SCHEMA: Mapping[str, Any] = {
                     "type": ["string", "dict"],
                     "schema": {
                         "name": {"type": "string", "required": True},
-                        "action": {"type": "string", "allowed": list(ACTIONS)},
+                        "action": {"type": "string", "allowed": list(REFUSING_ACTIONS)},
                         "errno": _STR,
                     },
                 },
             },
-            "deny_action": {"type": "string", "allowed": list(ACTIONS)},
+            "deny_action": {"type": "string", "allowed": list(REFUSING_ACTIONS)},
             "deny_errno": _STR,
             "architectures": {
                 "type": "list",
