@@ -1,0 +1,426 @@
+"""The parent-side timeline: prepare, fork, map ids, join the cgroup, release, supervise.
+
+Read `launch` top to bottom: it is the order of events on the launcher's side, each step
+with the reason it is there. The child side is in child.py. Everything the child needs
+is computed here *before* fork (the child imports and looks up nothing); what only the
+parent needs (audit writer, cgroup code, the verdict's dataclasses) is imported after
+fork, while the child is busy unsharing, so the two costs overlap.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from sandbox.launch import child, kernel as k, seccomp_load, userns
+from sandbox.launch.errors import SetupError
+from sandbox.launch.rlimits import resolve_rlimits
+from sandbox.launch.spec import LaunchSpec
+from sandbox.launch.supervise import Observed, Supervisor
+
+if TYPE_CHECKING:
+    from sandbox.launch.verdict import Result
+
+__all__ = ["IO", "launch"]
+
+_LAST_CAP: list[int] = []
+
+
+class IO:
+    """Where the program's standard streams come from and go to.
+
+    ``stdin``: None (/dev/null), an fd (passed as is) or bytes (fed through a pipe).
+    ``stdout``/``stderr``: an fd to relay to, None to capture into the Result.
+    ``relay``: False passes the output fds straight through (no counting; only when
+    no output limit applies).
+    """
+
+    __slots__ = ("relay", "stderr", "stdin", "stdout")
+
+    def __init__(self, stdin: int | bytes | None = None, stdout: int | None = None,
+                 stderr: int | None = None, relay: bool = True) -> None:
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.relay = relay
+
+
+def _last_cap() -> int:
+    if not _LAST_CAP:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap", "rb") as handle:
+                _LAST_CAP.append(int(handle.read()))
+        except OSError:
+            _LAST_CAP.append(40)
+    return _LAST_CAP[0]
+
+
+def _map_words(ranges: list[tuple[int, int, int]]) -> str:
+    return " ".join(f"{a} {b} {c}" for a, b, c in ranges)
+
+
+def prepare(spec: LaunchSpec, argv: list[str], *, cwd: str | None,
+            env: dict[str, str] | None) -> child.ChildContext:
+    """Decide everything the child will do, before fork. Raises SetupError."""
+    if not argv:
+        raise SetupError("argv", errno.EINVAL, None, "no command given")
+    namespaces = set(spec.namespaces)
+    if spec.network not in ("none", "loopback", "host"):
+        # Fail closed: a network mode this launcher cannot build is not silently "host".
+        raise SetupError("network", errno.EOPNOTSUPP, None,
+                         f"network mode {spec.network!r} is not supported by this launcher")
+    if spec.network != "host" and "net" not in namespaces:
+        raise SetupError("network", errno.EINVAL, None,
+                         f"network mode {spec.network!r} needs a network namespace")
+    if spec.mounts and "mount" not in namespaces:
+        raise SetupError("mounts", errno.EINVAL, None, "mount steps need a mount namespace")
+    if "user" not in namespaces and os.geteuid() != 0:
+        raise SetupError("unshare", errno.EPERM, None, "without a user namespace only root can")
+    ctx = child.ChildContext()
+    ctx.argv = list(argv)
+    ctx.launcher_pid = os.getpid()
+    ctx.unshare_flags = 0
+    for name in spec.namespaces:
+        if name != "cgroup":
+            ctx.unshare_flags |= k.NAMESPACE_FLAGS[name]
+    ctx.new_pid = "pid" in namespaces
+    ctx.new_mount = "mount" in namespaces
+    ctx.new_cgroup = "cgroup" in namespaces
+    ctx.caller_uid = os.geteuid()
+    ctx.drop_groups = os.geteuid() == 0 and "user" in namespaces
+    ctx.setup_uid = userns.setup_ids(spec.uid_map, spec.uid) if "user" in namespaces else 0
+    ctx.setup_gid = userns.setup_ids(spec.gid_map, spec.gid) if "user" in namespaces else 0
+    ctx.uid_map_text = _map_words(spec.uid_map) if "user" in namespaces else None
+    ctx.gid_map_text = _map_words(spec.gid_map) if "user" in namespaces else None
+    ctx.mounts = spec.mounts
+    ctx.hostname = spec.hostname if "uts" in namespaces else None
+    ctx.loopback = spec.network == "loopback"
+    ctx.uid = spec.uid
+    ctx.gid = spec.gid
+    ctx.keep = list(spec.caps_keep)
+    ctx.keep_mask = 0
+    for cap in ctx.keep:
+        ctx.keep_mask |= 1 << cap
+    ctx.last_cap = _last_cap()
+    ctx.rlimits = resolve_rlimits(spec.rlimits)
+    environment: dict[str, str] = {}
+    for name, value in spec.env:
+        if value is not None:
+            environment[name] = value
+        elif name in os.environ:
+            environment[name] = os.environ[name]
+    if env:
+        environment.update(env)
+    ctx.env = environment
+    ctx.cwd = cwd or spec.process_cwd
+    ctx.path_dirs = environment.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":")
+    ctx.notify = spec.notify_bpf is not None
+    bpf = spec.notify_bpf if spec.notify_bpf is not None else spec.bpf
+    ctx.bpf_buffer, ctx.bpf_length = seccomp_load.prepare_filter(bpf)
+    ctx.verify_seccomp = spec.verify_seccomp
+    return ctx
+
+
+class _Audit:
+    """The run's audit log; emits are best-effort once the program runs."""
+
+    def __init__(self, log: Any, run_id: str, spec: LaunchSpec, argv: list[str]) -> None:
+        self.log = log
+        self.run_id = run_id
+        self.spec = spec
+        self.argv = argv
+        self.started = False
+        self.problems: list[str] = []
+
+    def emit(self, event: str, **fields: object) -> None:
+        if self.log is None:
+            return
+        try:
+            self.log.emit(event, run_id=self.run_id, **fields)
+        except (OSError, ValueError) as exc:
+            self.problems.append(f"audit {event}: {exc}")
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        spec = self.spec
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = "?"
+        self.emit(
+            "run.start", host=socket.gethostname(), caller_uid=os.getuid(),
+            caller_gid=os.getgid(), argv=list(self.argv), cwd=cwd,
+            policy_name=spec.policy_name, policy_sha256=spec.policy_sha256,
+            bpf_sha256=spec.bpf_sha256, tool_version=spec.tool_version,
+            kernel=os.uname().release, libseccomp_version=spec.libseccomp_version or None,
+            plan_summary=spec.plan_summary(),
+        )
+
+    def head(self) -> str | None:
+        if self.log is None:
+            return None
+        try:
+            return str(self.log.head())
+        except (OSError, ValueError):
+            return None
+
+
+def _open_audit(spec: LaunchSpec, path: str | None) -> tuple[Any, str | None]:
+    """(log or None, note). Fails closed when the policy requires the audit record."""
+    from sandbox.audit.writer import AuditLog, AuditUnavailable, default_log_path  # noqa: PLC0415
+
+    import pathlib  # noqa: PLC0415 -- already loaded by the interpreter's site
+
+    target = pathlib.Path(path or spec.audit_log or default_log_path())
+    try:
+        return AuditLog.open(target), None
+    except AuditUnavailable as exc:
+        if spec.audit_required:
+            raise SetupError("audit", exc.errno or errno.EIO, str(target), str(exc)) from None
+        return None, f"running without an audit record: {exc}"
+
+
+def _open_cgroup(spec: LaunchSpec, run_id: str) -> tuple[Any, str | None]:
+    """(RunCgroup or None, degraded note). Refuses the run unless degrading is allowed."""
+    from sandbox.launch.cgroups import CgroupUnavailable, RunCgroup  # noqa: PLC0415
+
+    try:
+        return RunCgroup.create(run_id, spec), None  # type: ignore[arg-type]
+    except CgroupUnavailable as exc:
+        reason = getattr(exc, "reason", str(exc))
+        if spec.needs_cgroup() and "cgroup-limits" not in spec.degrade:
+            raise SetupError("cgroup", exc.errno or errno.EACCES, getattr(exc, "path", None),
+                             f"{reason}; set degrade = [\"cgroup-limits\"] to run without "
+                             "memory/pids/cpu limits") from None
+        return None, f"no cgroup: {reason}"
+
+
+def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str | None = None,
+           env: dict[str, str] | None = None, audit_log: str | None = None,
+           forward_signals: bool = False) -> Result:
+    """Run ``argv`` in a sandbox built from ``spec``; return the Result (never raises for
+    a sandbox problem: that is verdict ``setup-failed``)."""
+    started = time.monotonic()
+    run_id = os.urandom(16).hex()
+    io = io or IO()
+    # 1. Decide everything before fork; a plan this launcher cannot apply stops here.
+    try:
+        ctx = prepare(spec, argv, cwd=cwd, env=env)
+    except SetupError as exc:
+        return _setup_failed(spec, argv, run_id, started, exc, None, [])
+    # 2. The channels. All close-on-exec; the child moves what it keeps to fixed numbers.
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    sync, sync_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    stdin_fd, stdin_w, stdin_data, close_after_fork = _stdin(io)
+    outputs: dict[int, int | None] = {}
+    child_out: list[int] = []
+    stdout_r = None
+    for target in (io.stdout, io.stderr):
+        if io.relay or target is None:
+            r, w = os.pipe2(os.O_CLOEXEC)
+            outputs[r] = target
+            child_out.append(w)
+            close_after_fork.append(w)
+            if stdout_r is None:
+                stdout_r = r
+        else:
+            child_out.append(target)
+    ctx.err_w, ctx.status_w, ctx.sync = err_w, status_w, sync_child.fileno()
+    ctx.stdio = (stdin_fd, child_out[0], child_out[1])
+    # 3. Fork while single-threaded; the child never returns from holder_main.
+    pid = os.fork()
+    if pid == 0:
+        child.holder_main(ctx)
+    # 4. The parent keeps only its own ends.
+    for fd in (err_w, status_w, *close_after_fork):
+        os.close(fd)
+    sync_child.close()
+    pidfd = os.pidfd_open(pid)
+    notes: list[str] = []
+    audit: _Audit | None = None
+    cgroup: Any = None
+    try:
+        # 5. While the child unshares: the audit log (fail closed before anything runs)
+        #    and the run's cgroup with its limits written and read back.
+        log, note = _open_audit(spec, audit_log)
+        if note:
+            notes.append(note)
+        audit = _Audit(log, run_id, spec, argv)
+        cgroup, note = _open_cgroup(spec, run_id)
+        if note:
+            notes.append(note)
+        # 6. The child has its namespaces: write its id maps through a pidfd-checked
+        #    /proc handle, move it into the cgroup, and only then let it go on.
+        if sync.recv(16) != b"U":
+            raise _child_failed(err_r)
+        if "user" in spec.namespaces:
+            userns.write_id_maps(pid, pidfd, userns.map_text(spec.uid_map),
+                                 userns.map_text(spec.gid_map), spec.setgroups_deny)
+        if cgroup is not None:
+            try:
+                cgroup.attach(pid)
+            except OSError as exc:
+                raise SetupError("cgroup", exc.errno or errno.EIO, None,
+                                 f"attach: {exc}") from None
+        sync.send(b"G")
+    except SetupError as exc:
+        _abort(pid, pidfd)
+        for fd in (err_r, status_r, *outputs):
+            os.close(fd)
+        sync.close()
+        if stdin_w is not None:
+            os.close(stdin_w)
+        if cgroup is not None:
+            _remove_cgroup(cgroup)
+        return _setup_failed(spec, argv, run_id, started, exc, audit, notes)
+
+    def on_exec() -> None:
+        # The program runs: only now pay for rendering audit records.
+        assert audit is not None
+        audit.start()
+        if cgroup is not None:
+            audit.emit("run.step", step="cgroup", details=cgroup.describe())
+        for line in notes:
+            audit.emit("run.step", step="degraded", details={"note": line})
+        audit.emit("run.step", step="seccomp",
+                   details={"notifier": ctx.notify, "instructions": spec.instructions})
+
+    supervisor = Supervisor(
+        holder_pid=pid, holder_pidfd=pidfd, err_r=err_r, sync=sync, status_r=status_r,
+        outputs=outputs, stdout_r=stdout_r, stdin_w=stdin_w, stdin_data=stdin_data,
+        cgroup=cgroup, wall_time_s=spec.wall_time_s, cpu_time_s=spec.cpu_time_s,
+        output_limit=spec.output_bytes, on_exec=on_exec,
+    )
+    previous = _install_forwarding(supervisor) if forward_signals else {}
+    try:
+        seen = supervisor.run(started)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        # 7. Only when every process is gone: the listener, the pidfds, the cgroup.
+        supervisor.kill(None)
+        usage = _remove_cgroup(cgroup) if cgroup is not None else None
+        for fd in (supervisor.listener, supervisor.init_pidfd, pidfd, err_r, status_r,
+                   *outputs, supervisor.stdin_w):
+            if fd is not None:
+                seccomp_load.close_quietly(fd)
+        sync.close()
+    wall = time.monotonic() - started
+    from sandbox.launch.verdict import decide  # noqa: PLC0415 -- after the program ran
+
+    result = decide(spec, ctx, seen, usage, wall, started, run_id, notes)
+    assert audit is not None
+    if result.setup_error is not None:
+        audit.start()
+    elif result.denied is not None:
+        d = result.denied
+        audit.emit("run.denied", syscall=d.name or "unknown", nr=d.nr or 0, arch=d.arch,
+                   args=list(d.args), rule=d.rule or "default action", origin=d.origin,
+                   count=1)
+    audit.emit("run.end", verdict=result.verdict.value, exit_code=result.exit_code,
+               signal=result.signal, wall_s=result.wall_s, user_s=result.user_s,
+               sys_s=result.sys_s, peak_memory_bytes=result.peak_memory_bytes,
+               max_pids=result.max_pids, output_bytes=result.output_bytes,
+               detail=result.detail)
+    return _finish(result, audit)
+
+
+def _finish(result: Result, audit: _Audit | None) -> Result:
+    import dataclasses  # noqa: PLC0415 -- the result exists, so it is already imported
+
+    head = audit.head() if audit is not None else None
+    notes = tuple(result.notes) + tuple(audit.problems if audit is not None else ())
+    if audit is not None and audit.log is not None:
+        audit.log.close()
+    return dataclasses.replace(result, audit_head=head, notes=notes)
+
+
+def _stdin(io: IO) -> tuple[int, int | None, bytes, list[int]]:
+    """(fd the child gets, pipe end we feed or None, bytes to feed, fds to close after fork)."""
+    if isinstance(io.stdin, bytes):
+        r, w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(w, False)
+        return r, w, io.stdin, [r]
+    if isinstance(io.stdin, int):
+        return io.stdin, None, b"", []
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return null, None, b"", [null]
+
+
+def _child_failed(err_r: int) -> SetupError:
+    """The child stopped before asking for its maps: its report, or a generic error."""
+    data = b""
+    while True:
+        chunk = os.read(err_r, 4096)
+        if not chunk:
+            break
+        data += chunk
+    if data:
+        return SetupError.decode(data)
+    return SetupError("child", errno.ECHILD, None, "the child died before unsharing")
+
+
+def _abort(pid: int, pidfd: int) -> None:
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    os.close(pidfd)
+
+
+def _remove_cgroup(cgroup: Any) -> Any:
+    usage = None
+    try:
+        cgroup.kill_all()
+    except OSError:
+        pass
+    try:
+        cgroup.remove()
+    except OSError as exc:
+        print(f"sandbox: could not remove the run's cgroup: {exc}", file=sys.stderr)
+    try:
+        usage = cgroup.usage()
+    except OSError:
+        usage = None
+    return usage
+
+
+def _install_forwarding(supervisor: Supervisor) -> dict[int, Any]:
+    """CLI only: SIGTERM/SIGINT/SIGHUP to the launcher go to the program, not kill us."""
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        previous[signum] = signal.signal(signum, lambda s, _f: supervisor.forward(s))
+    return previous
+
+
+def _setup_failed(spec: LaunchSpec, argv: list[str], run_id: str, started: float,
+                  error: SetupError, audit: _Audit | None, notes: list[str]) -> Result:
+    from sandbox.launch.verdict import Result, Verdict, exit_code_for  # noqa: PLC0415
+
+    code = exit_code_for(Verdict.SETUP_FAILED, None, None)
+    result = Result(
+        verdict=Verdict.SETUP_FAILED, exit_code=code, signal=None, detail=str(error),
+        wall_s=time.monotonic() - started, user_s=0.0, sys_s=0.0, peak_memory_bytes=None,
+        max_pids=None, output_bytes=0, run_id=run_id, setup_error=error, notes=tuple(notes),
+    )
+    if audit is not None:
+        audit.start()
+        audit.emit("run.end", verdict=result.verdict.value, exit_code=result.exit_code,
+                   signal=None, wall_s=result.wall_s, user_s=0.0, sys_s=0.0,
+                   peak_memory_bytes=None, max_pids=None, output_bytes=0, detail=result.detail)
+    return _finish(result, audit)
+
+
+__all__ += ["Observed"]
