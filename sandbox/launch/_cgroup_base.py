@@ -8,8 +8,8 @@ on every run and its start-up time matters.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import math
 import os
 import signal
 import time
@@ -30,12 +30,14 @@ __all__ = [
     "GroupBackend",
     "Mount",
     "cpu_quota",
+    "ensure_dir",
     "exactly",
     "group_name",
     "kill_loop",
     "launcher_alive",
     "mounts",
     "near_bytes",
+    "new_group",
     "parse_group_name",
     "parse_keyed",
     "proc_starttime",
@@ -44,6 +46,7 @@ __all__ = [
     "rmdir_tree",
     "signal_members",
     "swap_active",
+    "undo",
     "validate_run_id",
     "write_verified",
 ]
@@ -385,14 +388,16 @@ def exactly(wanted: str) -> Callable[[str], bool]:
     return lambda back: back == wanted
 
 
-@dataclass(frozen=True)
 class Mount:
-    """One cgroup mount from /proc/self/mountinfo."""
+    """One cgroup mount from /proc/self/mountinfo (a plain class: cheaper to define)."""
 
-    mountpoint: str
-    root: str
-    fstype: str
-    options: frozenset[str]
+    __slots__ = ("fstype", "mountpoint", "options", "root")
+
+    def __init__(self, mountpoint: str, root: str, fstype: str, options: frozenset[str]) -> None:
+        self.mountpoint = mountpoint
+        self.root = root
+        self.fstype = fstype
+        self.options = options
 
 
 def _unescape(field: str) -> str:
@@ -483,8 +488,47 @@ def cpu_quota(cores: float) -> tuple[int, int]:
     period = _CFS_PERIOD_US
     quota = round(cores * period)
     if quota < _CFS_QUOTA_MIN_US:
-        period = min(_CFS_PERIOD_MAX_US, math.ceil(_CFS_QUOTA_MIN_US / cores))
+        period = min(_CFS_PERIOD_MAX_US, int(-(-_CFS_QUOTA_MIN_US // cores)))  # ceil
         quota = round(cores * period)
     if quota < _CFS_QUOTA_MIN_US:
         raise ValueError(f"cpu_cores {cores} is below what the kernel can enforce (0.001)")
     return quota, period
+
+
+def ensure_dir(fs: CgroupFs, path: str, created: list[str], reason: str) -> None:
+    """mkdir a shared directory of ours (a parent) unless it exists; note it if we made it."""
+    try:
+        fs.mkdir(path)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise CgroupUnavailable(reason, path, e.errno or 0) from e
+    created.append(path)
+
+
+def new_group(fs: CgroupFs, path: str, created: list[str], reason: str) -> bool:
+    """mkdir a run's group, never reusing one, and check the kernel populated it.
+
+    Returns False when the parent vanished (another launcher's rollback removed it just
+    now); the caller recreates the parent and tries again.
+    """
+    try:
+        fs.mkdir(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        why = "group already exists" if e.errno == errno.EEXIST else reason
+        raise CgroupUnavailable(why, path, e.errno or 0) from e
+    created.append(path)
+    # A real cgroupfs fills a new directory with control files; an ordinary directory
+    # (a wrong base, a tmpfs) would otherwise take our writes as plain files.
+    if not fs.exists(os.path.join(path, "cgroup.procs")):
+        raise CgroupUnavailable("not a cgroup filesystem (no cgroup.procs)", path, errno.ENOENT)
+    return True
+
+
+def undo(fs: CgroupFs, created: list[str]) -> None:
+    """Remove what a failed create made, newest first; a parent still in use stays."""
+    for path in reversed(created):
+        with contextlib.suppress(OSError):
+            fs.rmdir(path)

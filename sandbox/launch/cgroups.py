@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -40,19 +39,18 @@ if TYPE_CHECKING:
 __all__ = [
     "CgroupBusy",
     "CgroupError",
-    "CgroupProbe",
     "CgroupUnavailable",
     "CgroupUsage",
     "RunCgroup",
     "cleanup_stale",
-    "probe",
+    "detect",
 ]
 
 # Replaced by tests with a simulated kernel; this machine has no cgroup v2 controllers.
 _FS: CgroupFs = OS_FS
 
 
-def _select(
+def detect(
     base: pathlib.Path | None,
 ) -> tuple[cgroups_v2.V2Site | None, dict[str, str]]:
     """The v2 site to use, else the v1 hierarchies (exactly one of them is set).
@@ -98,7 +96,7 @@ class RunCgroup:
         ``reason`` saying what to fix) and leaves nothing behind on any failure.
         """
         validate_run_id(run_id)
-        site, hierarchies = _select(base)
+        site, hierarchies = detect(base)
         name = group_name(run_id)
         if site is not None:
             return cls(cgroups_v2.V2Group.create(site, name, limits, _FS))
@@ -198,71 +196,3 @@ def cleanup_stale(*, base: pathlib.Path | None = None) -> list[str]:
 def _launcher_gone(name: str) -> bool:
     parsed = parse_group_name(name)
     return parsed is not None and not launcher_alive(parsed[1], parsed[2])
-
-
-@dataclass(frozen=True)
-class CgroupProbe:
-    """What `RunCgroup.create` would find on this host, for ``sandbox doctor``.
-
-    ``version`` is 2 or 1, or None without any cgroup filesystem. ``where`` is the v2
-    cgroup runs would go under, or the v1 hierarchies. ``problem`` is empty when a run
-    with memory, pids and cpu limits can be set up, else why not, and ``fix`` says how.
-    """
-
-    version: int | None
-    where: tuple[str, ...]
-    controllers: tuple[str, ...]
-    problem: str
-    fix: str
-
-
-def probe(*, base: pathlib.Path | None = None) -> CgroupProbe:
-    """Inspect the cgroup setup without creating anything."""
-    site, hierarchies = _select(base)
-    limited = ("memory", "pids", "cpu")
-    if site is not None:
-        missing = [c for c in limited if c not in site.controllers]
-        problem = fix = ""
-        if missing:
-            problem = f"controller(s) {', '.join(missing)} not available in {site.own}"
-            fix = "delegate them: systemd Delegate=yes, or enable them in the parent's "
-            fix += "cgroup.subtree_control"
-        elif not all(
-            os.access(os.path.join(site.own, f), os.W_OK)
-            for f in ("", "cgroup.procs", "cgroup.subtree_control")
-        ):
-            problem = f"{site.own} is not writable by this user"
-            fix = cgroups_v2.NO_V2_DELEGATION
-        elif _others_in(site):
-            problem = f"{site.own} holds other processes, so controllers cannot be enabled below it"
-            fix = "start sandbox in its own cgroup: systemd-run --user --scope -p Delegate=yes"
-        return CgroupProbe(2, (site.own,), tuple(sorted(site.controllers)), problem, fix)
-    if hierarchies:
-        mounts = tuple(dict.fromkeys(hierarchies.values()))
-        missing = [c for c in limited if c not in hierarchies]
-        problem = fix = ""
-        if missing:
-            problem = f"cgroup v1 controller(s) {', '.join(missing)} not mounted"
-            fix = "mount them, or use a cgroup v2 host"
-        elif not all(os.access(m, os.W_OK) for m in mounts):
-            problem = "the cgroup v1 hierarchies are not writable by this user"
-            fix = "run as root (cgroup v1 cannot be delegated safely), or use cgroup v2"
-        return CgroupProbe(1, mounts, tuple(sorted(hierarchies)), problem, fix)
-    return CgroupProbe(
-        None, (), (), "no cgroup filesystem is mounted", "mount cgroup2 at /sys/fs/cgroup"
-    )
-
-
-def _others_in(site: cgroups_v2.V2Site) -> bool:
-    """True when the caller's cgroup holds processes besides us and is not the root."""
-    if site.own == site.mount:
-        return False  # the root cgroup is exempt from the no-internal-processes rule
-    try:
-        with open(os.path.join(site.own, "cgroup.subtree_control")) as f:
-            if f.read().split():
-                return False  # already enabled: we were moved to our leaf before
-        with open(os.path.join(site.own, "cgroup.procs")) as f:
-            pids = {int(p) for p in f.read().split()}
-    except OSError:
-        return False
-    return bool(pids - {os.getpid()})

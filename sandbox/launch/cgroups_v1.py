@@ -10,7 +10,6 @@ launcher's own v1 groups.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
@@ -22,15 +21,18 @@ from sandbox.launch._cgroup_base import (
     CgroupUnavailable,
     CgroupUsage,
     cpu_quota,
+    ensure_dir,
     exactly,
     kill_loop,
     mounts,
     near_bytes,
+    new_group,
     parse_group_name,
     read_int,
     read_keyed,
     rmdir_tree,
     swap_active,
+    undo,
     write_verified,
 )
 from sandbox.plan.model import LimitsPlan
@@ -137,10 +139,7 @@ class V1Group:
                     dirs[ctl] = path
             _apply_limits(fs, dirs, limits, written, notes)
         except BaseException:
-            # Fail closed: never hand back a group missing a limit.
-            for path in reversed(created):
-                with contextlib.suppress(OSError):
-                    fs.rmdir(path)
+            undo(fs, created)  # fail closed: never hand back a group missing a limit
             raise
         return cls(dirs, fs=fs, written=written, notes=tuple(notes))
 
@@ -268,26 +267,14 @@ class V1Group:
 
 
 def _make_group(fs: CgroupFs, mount: str, name: str, created: list[str]) -> str:
-    """mkdir ``<mount>/sandbox/<name>`` and check the kernel populated it."""
+    """Create ``<mount>/sandbox/<name>``, making the parent if needed."""
     parent = os.path.join(mount, PARENT_NAME)
-    try:
-        fs.mkdir(parent)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise CgroupUnavailable(_NO_V1_DELEGATION, parent, e.errno or 0) from e
     path = os.path.join(parent, name)
-    try:
-        fs.mkdir(path)
-    except OSError as e:
-        reason = "group already exists" if e.errno == errno.EEXIST else _NO_V1_DELEGATION
-        raise CgroupUnavailable(reason, path, e.errno or 0) from e
-    created.append(path)
-    # A real cgroupfs fills a new directory with control files; an ordinary directory
-    # (a wrong base, a tmpfs) would otherwise take our writes as plain files.
-    if not fs.exists(os.path.join(path, "cgroup.procs")):
-        raise CgroupUnavailable("not a cgroup hierarchy (no cgroup.procs)", path, errno.ENOENT)
-    return path
+    for _ in range(3):
+        ensure_dir(fs, parent, created, _NO_V1_DELEGATION)
+        if new_group(fs, path, created, _NO_V1_DELEGATION):
+            return path
+    raise CgroupUnavailable("parent group keeps vanishing", parent, errno.ENOENT)
 
 
 def _apply_limits(

@@ -23,7 +23,6 @@ import contextlib
 import errno
 import os
 import time
-from dataclasses import dataclass
 
 from sandbox.launch._cgroup_base import (
     OS_FS,
@@ -33,15 +32,18 @@ from sandbox.launch._cgroup_base import (
     CgroupUnavailable,
     CgroupUsage,
     cpu_quota,
+    ensure_dir,
     exactly,
     kill_loop,
     mounts,
     near_bytes,
+    new_group,
     parse_group_name,
     read_int,
     read_keyed,
     rmdir_tree,
     swap_active,
+    undo,
     write_verified,
 )
 from sandbox.plan.model import LimitsPlan
@@ -70,13 +72,15 @@ NO_V2_DELEGATION = (
 )
 
 
-@dataclass(frozen=True)
 class V2Site:
     """Where runs go on a cgroup v2 host: the mount and the caller's own cgroup in it."""
 
-    mount: str
-    own: str
-    controllers: frozenset[str]
+    __slots__ = ("controllers", "mount", "own")
+
+    def __init__(self, mount: str, own: str, controllers: frozenset[str]) -> None:
+        self.mount = mount
+        self.own = own
+        self.controllers = controllers
 
 
 def own_cgroup_path(proc_cgroup: str = "/proc/self/cgroup") -> str | None:
@@ -173,22 +177,20 @@ def _enable(fs: CgroupFs, cgroup: str, want: set[str], *, vacate: bool) -> None:
 
 def _vacate(fs: CgroupFs, cgroup: str, control: str, command: str) -> None:
     leaf = os.path.join(cgroup, LAUNCHER_LEAF)
-    try:
-        fs.mkdir(leaf)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise CgroupUnavailable(NO_V2_DELEGATION, leaf, e.errno or 0) from e
+    made: list[str] = []
+    ensure_dir(fs, leaf, made, NO_V2_DELEGATION)
     me = str(os.getpid())
     try:
         fs.write(os.path.join(leaf, "cgroup.procs"), me)
     except OSError as e:
+        undo(fs, made)
         raise CgroupUnavailable(NO_V2_DELEGATION, leaf, e.errno or 0) from e
     try:
         fs.write(control, command)
     except OSError as e:
         with contextlib.suppress(OSError):
             fs.write(os.path.join(cgroup, "cgroup.procs"), me)  # put things back as found
+        undo(fs, made)
         raise CgroupUnavailable(
             f"the cgroup holds other processes, so cgroup v2 cannot enable {command} "
             "below it (no internal processes rule); start sandbox in a cgroup of its "
@@ -250,20 +252,18 @@ class V2Group:
         want = needed | (_ACCOUNTING & available)
         _enable(fs, site.own, want, vacate=True)
         parent = os.path.join(site.own, PARENT_NAME)
-        try:
-            fs.mkdir(parent)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise CgroupUnavailable(NO_V2_DELEGATION, parent, e.errno or 0) from e
-        _enable(fs, parent, want, vacate=False)
-
         group = os.path.join(parent, name)
         created: list[str] = []
         written: dict[str, str] = {}
         notes: list[str] = []
         try:
-            _mkgroup(fs, group, created)
+            for _ in range(3):
+                ensure_dir(fs, parent, created, NO_V2_DELEGATION)
+                _enable(fs, parent, want, vacate=False)
+                if new_group(fs, group, created, NO_V2_DELEGATION):
+                    break
+            else:
+                raise CgroupUnavailable("parent group keeps vanishing", parent, errno.ENOENT)
             have = _controllers(fs, group)
             if not want <= have:
                 raise CgroupUnavailable(
@@ -271,12 +271,10 @@ class V2Group:
                     os.path.join(group, "cgroup.controllers"),
                 )
             _apply_limits(fs, group, limits, written, notes)
-            _mkgroup(fs, os.path.join(group, LEAF), created)
+            if not new_group(fs, os.path.join(group, LEAF), created, NO_V2_DELEGATION):
+                raise CgroupUnavailable("group vanished", group, errno.ENOENT)
         except BaseException:
-            # Fail closed: never hand back a group missing a limit.
-            for path in reversed(created):
-                with contextlib.suppress(OSError):
-                    fs.rmdir(path)
+            undo(fs, created)  # fail closed: never hand back a group missing a limit
             raise
         return cls(group, fs=fs, controllers=frozenset(want), written=written, notes=tuple(notes))
 
@@ -427,18 +425,6 @@ class V2Group:
             if events.get("frozen") == 1:
                 return
             time.sleep(0.001)
-
-
-def _mkgroup(fs: CgroupFs, path: str, created: list[str]) -> None:
-    """mkdir a group (never reusing one) and check the kernel populated it."""
-    try:
-        fs.mkdir(path)
-    except OSError as e:
-        reason = "group already exists" if e.errno == errno.EEXIST else NO_V2_DELEGATION
-        raise CgroupUnavailable(reason, path, e.errno or 0) from e
-    created.append(path)
-    if not fs.exists(os.path.join(path, "cgroup.procs")):
-        raise CgroupUnavailable("not a cgroup2 tree (no cgroup.procs)", path, errno.ENOENT)
 
 
 def _apply_limits(

@@ -15,14 +15,16 @@ import errno
 import gzip
 import mmap
 import os
+import pathlib
 import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sandbox.launch.cgroups import probe
+from sandbox.launch import cgroups
+from sandbox.launch.cgroups_v2 import NO_V2_DELEGATION, V2Site
 
-__all__ = ["CHECKS", "Check", "Status", "run_checks"]
+__all__ = ["CHECKS", "CgroupProbe", "Check", "Status", "probe_cgroups", "run_checks"]
 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNS = 0x00020000
@@ -178,9 +180,77 @@ def check_apparmor_userns() -> Check:
 # -- cgroups --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CgroupProbe:
+    """What `RunCgroup.create` would find on this host.
+
+    ``version`` is 2 or 1, or None without any cgroup filesystem. ``where`` is the v2
+    cgroup runs would go under, or the v1 hierarchies. ``problem`` is empty when a run
+    with memory, pids and cpu limits can be set up, else why not, and ``fix`` says how.
+    """
+
+    version: int | None
+    where: tuple[str, ...]
+    controllers: tuple[str, ...]
+    problem: str
+    fix: str
+
+
+def probe_cgroups(base: str | None = None) -> CgroupProbe:
+    """Inspect the cgroup setup without creating anything."""
+    site, hierarchies = cgroups.detect(None if base is None else pathlib.Path(base))
+    limited = ("memory", "pids", "cpu")
+    if site is not None:
+        missing = [c for c in limited if c not in site.controllers]
+        problem = fix = ""
+        if missing:
+            problem = f"controller(s) {', '.join(missing)} not available in {site.own}"
+            fix = "delegate them: systemd Delegate=yes, or enable them in the parent's "
+            fix += "cgroup.subtree_control"
+        elif not all(
+            os.access(os.path.join(site.own, f), os.W_OK)
+            for f in ("", "cgroup.procs", "cgroup.subtree_control")
+        ):
+            problem = f"{site.own} is not writable by this user"
+            fix = NO_V2_DELEGATION
+        elif _others_in(site):
+            problem = f"{site.own} holds other processes, so controllers cannot be enabled below it"
+            fix = "start sandbox in its own cgroup: systemd-run --user --scope -p Delegate=yes"
+        return CgroupProbe(2, (site.own,), tuple(sorted(site.controllers)), problem, fix)
+    if hierarchies:
+        mounts = tuple(dict.fromkeys(hierarchies.values()))
+        missing = [c for c in limited if c not in hierarchies]
+        problem = fix = ""
+        if missing:
+            problem = f"cgroup v1 controller(s) {', '.join(missing)} not mounted"
+            fix = "mount them, or use a cgroup v2 host"
+        elif not all(os.access(m, os.W_OK) for m in mounts):
+            problem = "the cgroup v1 hierarchies are not writable by this user"
+            fix = "run as root (cgroup v1 cannot be delegated safely), or use cgroup v2"
+        return CgroupProbe(1, mounts, tuple(sorted(hierarchies)), problem, fix)
+    return CgroupProbe(
+        None, (), (), "no cgroup filesystem is mounted", "mount cgroup2 at /sys/fs/cgroup"
+    )
+
+
+def _others_in(site: V2Site) -> bool:
+    """True when the caller's cgroup holds processes besides us and is not the root."""
+    if site.own == site.mount:
+        return False  # the root cgroup is exempt from the no-internal-processes rule
+    try:
+        with open(os.path.join(site.own, "cgroup.subtree_control")) as f:
+            if f.read().split():
+                return False  # already enabled: we were moved to our leaf before
+        with open(os.path.join(site.own, "cgroup.procs")) as f:
+            pids = {int(p) for p in f.read().split()}
+    except OSError:
+        return False
+    return bool(pids - {os.getpid()})
+
+
 def check_cgroups() -> Check:
     """Which cgroup version runs will use, and whether limits can be set there."""
-    found = probe()
+    found = probe_cgroups()
     if found.version is None:
         return Check("cgroups", Status.FAIL, found.problem, found.fix)
     where = ", ".join(found.where)
