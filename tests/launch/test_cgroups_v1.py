@@ -23,13 +23,15 @@ from sandbox.launch.cgroups import CgroupUnavailable, RunCgroup, cleanup_stale
 from sandbox.launch.doctor import probe_cgroups
 from sandbox.plan.model import LimitsPlan
 
-pytestmark = pytest.mark.kernel
+pytestmark: list[pytest.MarkDecorator] = [pytest.mark.kernel]
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
 
-def _limits(memory: int | None = None, pids: int | None = None, cpu: float | None = None):
+def _limits(
+    memory: int | None = None, pids: int | None = None, cpu: float | None = None
+) -> LimitsPlan:
     return LimitsPlan(
         memory_bytes=memory,
         pids=pids,

@@ -30,7 +30,9 @@ MiB = 1 << 20
 PAGE = 4096
 
 
-def _limits(memory: int | None = None, pids: int | None = None, cpu: float | None = None):
+def _limits(
+    memory: int | None = None, pids: int | None = None, cpu: float | None = None
+) -> LimitsPlan:
     return LimitsPlan(
         memory_bytes=memory,
         pids=pids,
@@ -219,10 +221,13 @@ def _tree(
     monkeypatch: pytest.MonkeyPatch,
     delegated: str = "+cpu +memory +pids",
     own_procs: tuple[int, ...] | None = None,
-    **kw: bool,
+    *,
+    has_kill: bool = True,
+    has_peak: bool = True,
+    has_swap: bool = True,
 ) -> tuple[FakeCgroup2, Path]:
     """A fake host: root -> user.slice (delegates ``delegated``) -> me (our own cgroup)."""
-    fake = FakeCgroup2(tmp_path / "cg", **kw)
+    fake = FakeCgroup2(tmp_path / "cg", has_kill=has_kill, has_peak=has_peak, has_swap=has_swap)
     root = tmp_path / "cg"
     fake.write(str(root / "cgroup.subtree_control"), "+cpu +memory +pids")
     fake.mkdir(str(root / "user.slice"))
@@ -236,7 +241,9 @@ def _tree(
     return fake, own
 
 
-def test_limits_use_v2_file_names_and_formats(tmp_path: Path, monkeypatch) -> None:
+def test_limits_use_v2_file_names_and_formats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """memory.max, memory.swap.max=0, pids.max and cpu.max "quota period" are written
     in a group below ``own/sandbox``, with controllers enabled on the way down."""
     fake, own = _tree(tmp_path, monkeypatch)
@@ -262,7 +269,7 @@ def test_limits_use_v2_file_names_and_formats(tmp_path: Path, monkeypatch) -> No
 
 
 def test_launcher_moves_itself_to_a_leaf_to_obey_no_internal_processes(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When only the launcher is in its own cgroup, it moves to sandbox-launcher so
     controllers can be enabled below; a later run finds things already set up."""
@@ -277,7 +284,7 @@ def test_launcher_moves_itself_to_a_leaf_to_obey_no_internal_processes(
 
 
 def test_own_cgroup_shared_with_other_processes_is_refused_untouched(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cgroup holding a shell besides the launcher cannot hand out controllers: the run
     is refused with the systemd-run fix and the launcher moves back, leaving nothing."""
@@ -293,7 +300,7 @@ def test_own_cgroup_shared_with_other_processes_is_refused_untouched(
     assert set(fake.file(own, "cgroup.procs").split()) == {str(os.getpid()), str(os.getppid())}
 
 
-def test_undelegated_controller_is_refused(tmp_path: Path, monkeypatch) -> None:
+def test_undelegated_controller_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cpu limit where cpu is not delegated names the controller and the fix."""
     _, own = _tree(tmp_path, monkeypatch, delegated="+memory +pids")
     before = sorted(p.name for p in own.iterdir())
@@ -305,7 +312,9 @@ def test_undelegated_controller_is_refused(tmp_path: Path, monkeypatch) -> None:
     assert sorted(p.name for p in own.iterdir()) == before
 
 
-def test_wrong_value_read_back_fails_closed(tmp_path: Path, monkeypatch) -> None:
+def test_wrong_value_read_back_fails_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A limit that reads back differently raises CgroupUnavailable naming the file and
     removes the group (and the parent this call made)."""
     fake, own = _tree(tmp_path, monkeypatch)
@@ -317,7 +326,9 @@ def test_wrong_value_read_back_fails_closed(tmp_path: Path, monkeypatch) -> None
     assert not (own / "sandbox").exists()
 
 
-def test_failed_write_names_the_file_and_cleans_up(tmp_path: Path, monkeypatch) -> None:
+def test_failed_write_names_the_file_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A rejected cpu.max write reports the file and errno; no group is left."""
     fake, own = _tree(tmp_path, monkeypatch)
     fake.mkdir(str(own / "sandbox"))  # a parent from an earlier run: it must survive
@@ -330,7 +341,9 @@ def test_failed_write_names_the_file_and_cleans_up(tmp_path: Path, monkeypatch) 
     assert sorted(p.name for p in (own / "sandbox").iterdir() if p.is_dir()) == ["placeholder"]
 
 
-def test_memory_limit_accepts_page_rounding(tmp_path: Path, monkeypatch) -> None:
+def test_memory_limit_accepts_page_rounding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The kernel rounds memory.max down to a page; that is accepted and recorded."""
     fake, own = _tree(tmp_path, monkeypatch)
     cg = RunCgroup.create("r1", _limits(memory=64 * MiB + 100), base=own)
@@ -341,7 +354,9 @@ def test_memory_limit_accepts_page_rounding(tmp_path: Path, monkeypatch) -> None
     cg.remove()
 
 
-def test_swap_on_without_swap_accounting_is_refused(tmp_path: Path, monkeypatch) -> None:
+def test_swap_on_without_swap_accounting_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No memory.swap.max while the host swaps: a memory limit would leak, so refuse."""
     _, own = _tree(tmp_path, monkeypatch, has_swap=False)
     monkeypatch.setattr(cgroups_v2, "swap_active", lambda: True)
@@ -351,7 +366,7 @@ def test_swap_on_without_swap_accounting_is_refused(tmp_path: Path, monkeypatch)
     assert not (own / "sandbox").exists()
 
 
-def test_no_swap_file_and_no_swap_is_noted(tmp_path: Path, monkeypatch) -> None:
+def test_no_swap_file_and_no_swap_is_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without swap on the host, a missing memory.swap.max is harmless and noted."""
     _, own = _tree(tmp_path, monkeypatch, has_swap=False)
     monkeypatch.setattr(cgroups_v2, "swap_active", lambda: False)
@@ -362,7 +377,9 @@ def test_no_swap_file_and_no_swap_is_noted(tmp_path: Path, monkeypatch) -> None:
     cg.remove()
 
 
-def test_attach_usage_kill_and_remove(tmp_path: Path, monkeypatch, procs) -> None:
+def test_attach_usage_kill_and_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, procs: list[subprocess.Popen[bytes]]
+) -> None:
     """A real process is attached to the leaf, usage reads the v2 counters, and remove()
     kills it through cgroup.kill and deletes the group."""
     fake, own = _tree(tmp_path, monkeypatch)
@@ -399,7 +416,9 @@ def test_attach_usage_kill_and_remove(tmp_path: Path, monkeypatch, procs) -> Non
     assert cg.usage().oom_killed  # final figures survive the group
 
 
-def test_kill_without_cgroup_kill_freezes_and_signals(tmp_path: Path, monkeypatch, procs) -> None:
+def test_kill_without_cgroup_kill_freezes_and_signals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, procs: list[subprocess.Popen[bytes]]
+) -> None:
     """Kernels before 5.14 lack cgroup.kill: the group is frozen, every member SIGKILLed
     through a pidfd, then thawed."""
     fake, own = _tree(tmp_path, monkeypatch, has_kill=False)
@@ -416,7 +435,9 @@ def test_kill_without_cgroup_kill_freezes_and_signals(tmp_path: Path, monkeypatc
     assert not os.path.exists(group)
 
 
-def test_sample_tracks_peaks_where_the_kernel_keeps_none(tmp_path: Path, monkeypatch) -> None:
+def test_sample_tracks_peaks_where_the_kernel_keeps_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without pids.peak/memory.peak (kernels before 6.x), sample() keeps the maxima."""
     fake, own = _tree(tmp_path, monkeypatch, has_peak=False)
     cg = RunCgroup.create("r1", _limits(memory=64 * MiB, pids=16), base=own)
@@ -432,7 +453,7 @@ def test_sample_tracks_peaks_where_the_kernel_keeps_none(tmp_path: Path, monkeyp
 
 
 def test_cleanup_stale_removes_only_groups_of_dead_launchers(
-    tmp_path: Path, monkeypatch, procs
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, procs: list[subprocess.Popen[bytes]]
 ) -> None:
     """A group named for a launcher that no longer runs is killed and removed; the live
     launcher's group (ours) stays."""
@@ -485,7 +506,9 @@ def test_mountinfo_parsing_finds_cgroup_mounts(tmp_path: Path) -> None:
     assert {"cpu", "cpuacct"} <= found[1].options
 
 
-def test_base_with_cgroup_controllers_selects_v2(tmp_path: Path, monkeypatch) -> None:
+def test_base_with_cgroup_controllers_selects_v2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A base holding cgroup.controllers is taken as a delegated v2 cgroup."""
     _, own = _tree(tmp_path, monkeypatch)
     site, hierarchies = cgroups.detect(own)
