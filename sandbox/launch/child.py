@@ -18,15 +18,18 @@ exits without exec'ing anything.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import signal
-import socket
 import stat
-from typing import Any, NoReturn
 
 from sandbox.launch import caps, fds, init, kernel as k, mounts, netns, rlimits, seccomp_load
 from sandbox.launch.errors import SetupError
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 __all__ = ["ChildContext", "holder_main"]
 
@@ -147,15 +150,9 @@ def _holder(ctx: ChildContext) -> int:
         raise SetupError("setup_ids", exc.errno or 1) from None
     # A uid change clears the parent-death signal: set it again.
     _pdeathsig(ctx.launcher_pid)
-    # The cgroup namespace comes after the parent put us in the run's cgroup, so that
-    # cgroup is the root of what the sandbox can see.
-    if ctx.new_cgroup:
-        try:
-            k.unshare(k.CLONE_NEWCGROUP)
-        except OSError as exc:
-            raise SetupError("unshare", exc.errno or 1, None, "cgroup namespace") from None
     if not ctx.new_pid:
         _inside(ctx, sources)
+        _gate(ctx)
         _program(ctx, ctx.launcher_pid)
     # unshare(CLONE_NEWPID) applies to children: this fork makes pid 1.
     try:
@@ -182,13 +179,32 @@ def _holder(ctx: ChildContext) -> int:
         return code if code >= 0 else 128 - code
 
 
+def _gate(ctx: ChildContext) -> None:
+    """Wait until the parent has put this process in the run's cgroup and opened the
+    audit log; then enter the cgroup namespace.
+
+    Why here: the root is built while the parent does its own slow part (cgroup and audit
+    setup), and nothing that can run the program's code exists before this point, so
+    every process of the program starts inside the cgroup, with limits already set.
+    """
+    os.write(ctx.sync, b"R")
+    if os.read(ctx.sync, 1) != b"X":
+        os._exit(125)  # the parent refused the run and reports why itself
+    # After the move into the cgroup, so that it is the root of what the sandbox sees.
+    if ctx.new_cgroup:
+        try:
+            k.unshare(k.CLONE_NEWCGROUP)
+        except OSError as exc:
+            raise SetupError("unshare", exc.errno or 1, None, "cgroup namespace") from None
+
+
 def _inside(ctx: ChildContext, sources: list[mounts.Source]) -> None:
     """Inside the namespaces with full capabilities there: root, hostname, network."""
     if ctx.new_mount:
         mounts.build_root(ctx.mounts, sources, ctx.uid, ctx.gid)
     if ctx.hostname is not None:
         try:
-            socket.sethostname(ctx.hostname)
+            _socket.sethostname(ctx.hostname)
         except OSError as exc:
             raise SetupError("hostname", exc.errno or 1, None, ctx.hostname) from None
     if ctx.loopback:
@@ -202,6 +218,7 @@ def _init_main(ctx: ChildContext, sources: list[mounts.Source]) -> NoReturn:
         # and kills this namespace through its pidfd of pid 1.
         _pdeathsig(None)
         _inside(ctx, sources)
+        _gate(ctx)
         program = os.fork()
         if program == 0:
             _program(ctx, 1)
@@ -296,7 +313,7 @@ def _program(ctx: ChildContext, parent: int) -> NoReturn:
             raise SetupError("no_new_privs", exc.errno or 22) from None
         _verify(ctx)
         path = _resolve(ctx.argv[0], ctx.path_dirs)
-        sock = socket.socket(fileno=fds.SYNC_FD) if ctx.notify else None
+        sock = _socket.socket(fileno=fds.SYNC_FD) if ctx.notify else None
         # Seccomp last, so that the filter need not allow anything the launcher does:
         # after this, only the listener hand-over and execve itself.
         listener = seccomp_load.load_filter(ctx.bpf_buffer, ctx.bpf_length, ctx.notify,

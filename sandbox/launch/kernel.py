@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 __all__ = [
     "AT_EMPTY_PATH",
@@ -105,7 +104,7 @@ _ARCH_NR = {
     "aarch64": {"pivot_root": 41, "seccomp": 277},
 }
 _NR = {
-    **_ARCH_NR.get(platform.machine(), _ARCH_NR["x86_64"]),
+    **_ARCH_NR.get(os.uname().machine, _ARCH_NR["x86_64"]),
     "open_tree": 428,
     "move_mount": 429,
     "close_range": 436,

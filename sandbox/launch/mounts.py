@@ -19,21 +19,24 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+    # ("fd", fd, is_dir) | ("symlink", target) | ("missing",)
+    Source = tuple[Any, ...]
 
 from sandbox.launch import kernel as k
 from sandbox.launch.errors import SetupError
 
-__all__ = ["DEVICE_NODES", "Source", "build_root", "open_sources"]
+__all__ = ["DEVICE_NODES", "build_root", "open_sources"]
 
 # The device nodes a sandbox gets (as Docker's and bubblewrap's defaults). Binds of the
 # host's nodes, because mknod is impossible in a user namespace.
 DEVICE_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 _STAGING = "/tmp"  # where the new root is assembled; hidden from the host by the private ns
 _MAX_SYMLINKS = 40  # as the kernel's own limit on a path walk
-
-# ("fd", fd, is_dir) | ("symlink", target) | ("missing",)
-Source = tuple[Any, ...]
 
 
 def _open_nofollow(path: str, trusted_uids: tuple[int, ...]) -> Source:

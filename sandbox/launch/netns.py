@@ -5,8 +5,8 @@ Why not pyroute2: one ioctl suffices, and the child must not import after fork.
 
 from __future__ import annotations
 
+import _socket
 import fcntl
-import socket
 import struct
 
 from sandbox.launch.errors import SetupError
@@ -22,7 +22,7 @@ _IFREQ = struct.Struct("16sH22x")
 def loopback_up() -> None:
     """Set ``lo`` up in the current network namespace."""
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        with _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as sock:
             req = bytearray(_IFREQ.pack(b"lo", 0))
             fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req, True)
             _, flags = _IFREQ.unpack(req)

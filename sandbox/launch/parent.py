@@ -9,21 +9,23 @@ fork, while the child is busy unsharing, so the two costs overlap.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import signal
-import socket
 import sys
 import time
-from typing import TYPE_CHECKING, Any
 
 from sandbox.launch import child, kernel as k, seccomp_load, userns
 from sandbox.launch.errors import SetupError
 from sandbox.launch.rlimits import resolve_rlimits
-from sandbox.launch.spec import LaunchSpec
 from sandbox.launch.supervise import Observed, Supervisor
 
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
+    from typing import Any
+
+    from sandbox.launch.spec import LaunchSpec
     from sandbox.launch.verdict import Result
 
 __all__ = ["IO", "launch"]
@@ -155,7 +157,7 @@ class _Audit:
         except OSError:
             cwd = "?"
         self.emit(
-            "run.start", host=socket.gethostname(), caller_uid=os.getuid(),
+            "run.start", host=os.uname().nodename, caller_uid=os.getuid(),
             caller_gid=os.getgid(), argv=list(self.argv), cwd=cwd,
             policy_name=spec.policy_name, policy_sha256=spec.policy_sha256,
             bpf_sha256=spec.bpf_sha256, tool_version=spec.tool_version,
@@ -218,7 +220,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     # 2. The channels. All close-on-exec; the child moves what it keeps to fixed numbers.
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    sync, sync_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sync, sync_child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     stdin_fd, stdin_w, stdin_data, close_after_fork = _stdin(io)
     outputs: dict[int, int | None] = {}
     child_out: list[int] = []
@@ -247,9 +249,19 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     notes: list[str] = []
     audit: _Audit | None = None
     cgroup: Any = None
+    init_pid: int | None = None
+    init_pidfd: int | None = None
     try:
-        # 5. While the child unshares: the audit log (fail closed before anything runs)
-        #    and the run's cgroup with its limits written and read back.
+        # 5. The child has its namespaces: write its id maps through a pidfd-checked
+        #    /proc handle; only then may it go on (as an id of its own namespace).
+        if sync.recv(16) != b"U":
+            raise _child_failed(err_r)
+        if "user" in spec.namespaces:
+            userns.write_id_maps(pid, pidfd, userns.map_text(spec.uid_map),
+                                 userns.map_text(spec.gid_map), spec.setgroups_deny)
+        sync.send(b"G")
+        # 6. While the child builds the root: the audit log (fail closed: no record, no
+        #    run) and the run's cgroup with its limits written and read back.
         log, note = _open_audit(spec, audit_log)
         if note:
             notes.append(note)
@@ -257,22 +269,33 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         cgroup, note = _open_cgroup(spec, run_id)
         if note:
             notes.append(note)
-        # 6. The child has its namespaces: write its id maps through a pidfd-checked
-        #    /proc handle, move it into the cgroup, and only then let it go on.
-        if sync.recv(16) != b"U":
-            raise _child_failed(err_r)
-        if "user" in spec.namespaces:
-            userns.write_id_maps(pid, pidfd, userns.map_text(spec.uid_map),
-                                 userns.map_text(spec.gid_map), spec.setgroups_deny)
+        # 7. The child is at its gate ("R"; with a pid namespace pid 1's host pid came
+        #    first as "P"): move the process that will fork the program into the cgroup,
+        #    then open the gate. Nothing of the program exists before this.
+        ready = False
+        while not ready or (ctx.new_pid and init_pid is None):
+            msg = sync.recv(16)
+            if not msg:
+                raise _child_failed(err_r)
+            if msg.startswith(b"P"):
+                init_pid = int(msg[1:])
+            elif msg == b"R":
+                ready = True
+        if init_pid is not None:
+            # pid 1 is blocked at its gate, alive and unreaped: this pidfd is surely its.
+            try:
+                init_pidfd = os.pidfd_open(init_pid)
+            except OSError as exc:
+                raise SetupError("pidfd", exc.errno or errno.ESRCH, None, "pid 1") from None
         if cgroup is not None:
             try:
-                cgroup.attach(pid)
+                cgroup.attach(init_pid if init_pid is not None else pid)
             except OSError as exc:
                 raise SetupError("cgroup", exc.errno or errno.EIO, None,
                                  f"attach: {exc}") from None
-        sync.send(b"G")
+        sync.send(b"X")
     except SetupError as exc:
-        _abort(pid, pidfd)
+        _abort(pid, pidfd, init_pidfd)
         for fd in (err_r, status_r, *outputs):
             os.close(fd)
         sync.close()
@@ -299,6 +322,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         cgroup=cgroup, wall_time_s=spec.wall_time_s, cpu_time_s=spec.cpu_time_s,
         output_limit=spec.output_bytes, on_exec=on_exec,
     )
+    supervisor.init_pidfd = init_pidfd
     previous = _install_forwarding(supervisor) if forward_signals else {}
     try:
         seen = supervisor.run(started)
@@ -368,7 +392,14 @@ def _child_failed(err_r: int) -> SetupError:
     return SetupError("child", errno.ECHILD, None, "the child died before unsharing")
 
 
-def _abort(pid: int, pidfd: int) -> None:
+def _abort(pid: int, pidfd: int, init_pidfd: int | None) -> None:
+    """Kill the child (and pid 1 of its namespace, if it exists) and reap it."""
+    if init_pidfd is not None:
+        try:
+            signal.pidfd_send_signal(init_pidfd, signal.SIGKILL)
+        except OSError:
+            pass
+        os.close(init_pidfd)
     try:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
     except OSError:
@@ -399,7 +430,7 @@ def _remove_cgroup(cgroup: Any) -> Any:
 
 def _install_forwarding(supervisor: Supervisor) -> dict[int, Any]:
     """CLI only: SIGTERM/SIGINT/SIGHUP to the launcher go to the program, not kill us."""
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         previous[signum] = signal.signal(signum, lambda s, _f: supervisor.forward(s))
     return previous

@@ -30,10 +30,10 @@ The notifier design, and why it cannot fail open:
 
 from __future__ import annotations
 
+import _socket
 import ctypes
 import fcntl
 import os
-import socket
 import struct
 
 from sandbox.launch import kernel as k
@@ -44,7 +44,7 @@ __all__ = [
     "Notification",
     "load_filter",
     "prepare_filter",
-    "receive_listener",
+    "receive",
     "receive_notification",
     "send_listener",
 ]
@@ -79,19 +79,25 @@ def load_filter(buffer: ctypes.Array[ctypes.c_char], length: int, notify: bool,
     return result if notify else -1
 
 
-def send_listener(sock: socket.socket, listener: int) -> None:
+def send_listener(sock: _socket.socket, listener: int) -> None:
     """Hand the listener to the supervisor. Once sendmsg returns, the message in flight
     holds the listener open, so exec (which closes our copy) cannot orphan the notifier."""
     try:
-        socket.send_fds(sock, [b"N"], [listener])
+        sock.sendmsg([b"N"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                               struct.pack("i", listener))])
     except OSError as exc:
         raise SetupError("seccomp", exc.errno or 5, None, "handing over the listener") from None
 
 
-def receive_listener(sock: socket.socket) -> int | None:
-    """Supervisor side: the listener fd from the child's message, or None."""
-    _msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
-    return fds[0] if fds else None
+def receive(sock: _socket.socket) -> tuple[bytes, list[int]]:
+    """Supervisor side: one message from the sync socket and any descriptors it carries."""
+    msg, ancdata, _flags, _addr = sock.recvmsg(64, _socket.CMSG_SPACE(4 * 4))
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            count = len(data) // 4
+            fds.extend(struct.unpack(f"{count}i", data[: count * 4]))
+    return msg, fds
 
 
 def receive_notification(listener: int) -> Notification | None:

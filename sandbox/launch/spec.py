@@ -11,14 +11,18 @@ is a function of the plan.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
-import platform
+import os
 import struct
-from typing import TYPE_CHECKING, Any
 
+try:  # the builtin module, without loading OpenSSL as hashlib does (milliseconds)
+    from _sha256 import sha256
+except ImportError:  # pragma: no cover -- Python 3.12+ names it _sha2
+    from hashlib import sha256
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from sandbox.plan.model import Plan
 
 __all__ = ["SPEC_VERSION", "LaunchSpec", "notify_variant", "spec_from_plan"]
@@ -94,31 +98,23 @@ class LaunchSpec:
         """True when a limit can only be enforced through a cgroup."""
         return any(v is not None for v in (self.memory_bytes, self.pids, self.cpu_cores))
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready mapping (bytes as base64)."""
-        out: dict[str, Any] = {}
-        for name in self.__slots__:
-            value = getattr(self, name)
-            if isinstance(value, bytes):
-                value = base64.b64encode(value).decode("ascii")
-            elif name == "kill_rules":
-                value = {str(k): list(v) for k, v in value.items()}
-            out[name] = value
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (marshal- and, but for bytes, JSON-ready)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        out["kill_rules"] = {int(k): list(v) for k, v in self.kill_rules.items()}
         out["version"] = SPEC_VERSION
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LaunchSpec:
-        """Inverse of `to_json`; raises ValueError (KeyError, TypeError) on anything else."""
+    def from_dict(cls, data: dict[str, Any]) -> LaunchSpec:
+        """Inverse of `to_dict`; raises ValueError (KeyError, TypeError) on anything else."""
         if data.get("version") != SPEC_VERSION:
             raise ValueError(f"launch spec version {data.get('version')!r}")
         spec = cls()
         for name in cls.__slots__:
             value = data[name]
-            if name in ("bpf", "notify_bpf") and value is not None:
-                value = base64.b64decode(value, validate=True)
-            elif name == "kill_rules":
-                value = {int(k): (v[0], v[1], v[2]) for k, v in value.items()}
+            if name == "kill_rules":
+                value = {int(k): (str(v[0]), str(v[1]), str(v[2])) for k, v in value.items()}
             elif name in ("uid_map", "gid_map"):
                 value = [(int(a), int(b), int(c)) for a, b, c in value]
             elif name == "env":
@@ -126,8 +122,12 @@ class LaunchSpec:
             elif name == "rlimits":
                 value = [(str(k), int(v)) for k, v in value]
             setattr(spec, name, value)
-        if hashlib.sha256(spec.bpf).hexdigest() != spec.bpf_sha256:
+        if not isinstance(spec.bpf, bytes) or sha256(spec.bpf).hexdigest() != spec.bpf_sha256:
             raise ValueError("launch spec: BPF does not match its sha256")
+        if spec.notify_bpf is not None and (
+            not isinstance(spec.notify_bpf, bytes) or len(spec.notify_bpf) != len(spec.bpf)
+        ):
+            raise ValueError("launch spec: the notifier filter does not match the filter")
         return spec
 
     def plan_summary(self) -> dict[str, object]:
@@ -166,7 +166,7 @@ def notify_variant(bpf: bytes) -> bytes | None:
             changed = True
     if not changed:
         return None
-    arch_info = _HANDOVER_SYSCALLS.get(platform.machine())
+    arch_info = _HANDOVER_SYSCALLS.get(os.uname().machine)
     if arch_info is None:
         return None
     audit_arch, numbers = arch_info
@@ -183,7 +183,7 @@ def notify_variant(bpf: bytes) -> bytes | None:
 def _prctl_allowed(bpf: bytes) -> bool:
     from sandbox.compile import bpf as bpfsim  # noqa: PLC0415 -- only when building a spec
 
-    arch_info = _HANDOVER_SYSCALLS.get(platform.machine())
+    arch_info = _HANDOVER_SYSCALLS.get(os.uname().machine)
     if arch_info is None:
         return False
     audit_arch, numbers = arch_info
@@ -223,7 +223,7 @@ def spec_from_plan(plan: Plan) -> LaunchSpec:
     spec.caps_keep = list(plan.capabilities)
     spec.capability_names = list(plan.capability_names)
     spec.bpf = plan.seccomp.bpf
-    spec.bpf_sha256 = hashlib.sha256(plan.seccomp.bpf).hexdigest()
+    spec.bpf_sha256 = sha256(plan.seccomp.bpf).hexdigest()
     spec.instructions = plan.seccomp.instructions
     spec.seccomp_default = plan.seccomp.default_action
     spec.libseccomp_version = plan.seccomp.libseccomp_version
@@ -247,8 +247,3 @@ def spec_from_plan(plan: Plan) -> LaunchSpec:
     spec.audit_required = plan.audit.required
     spec.degrade = list(plan.degrade)
     return spec
-
-
-def spec_to_text(spec: LaunchSpec) -> str:
-    """Compact JSON text of ``spec``."""
-    return json.dumps(spec.to_json(), separators=(",", ":"))

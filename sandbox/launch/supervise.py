@@ -13,13 +13,16 @@ import errno
 import os
 import select
 import signal
-import socket
 import time
-from collections.abc import Callable
-from typing import Any
 
 from sandbox.launch import seccomp_load
 from sandbox.launch.init import STATUS
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    import _socket
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["Observed", "Supervisor"]
 
@@ -58,7 +61,7 @@ class Supervisor:
         holder_pid: int,
         holder_pidfd: int,
         err_r: int,
-        sync: socket.socket,
+        sync: _socket.socket,
         status_r: int,
         outputs: dict[int, int | None],
         stdout_r: int | None,
@@ -249,7 +252,7 @@ class Supervisor:
 
     def _read_sync(self) -> None:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(self.sync, 64, 1)
+            msg, fds = seccomp_load.receive(self.sync)
         except OSError:
             msg, fds = b"", []
         if not msg:

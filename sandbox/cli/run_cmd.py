@@ -1,0 +1,188 @@
+"""``sandbox run``: run a command under a policy or profile; exit with the program's code.
+
+The fast path (a cached plan) imports only the launcher and the standard library: no
+TOML parser, validator, libseccomp binding, structlog or pyroute2 before the program is
+exec'd (tests/cli/test_run_cmd.py checks). Options that add to the policy (binds, tmpfs,
+environment, working directory, network) become one more policy layer that ``extends``
+the chosen policy, so they go through the same validation and show in the plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["build_parser", "run"]
+
+_NETWORKS = ("none", "loopback", "host")
+
+
+def build_parser(parser: argparse.ArgumentParser) -> None:
+    """Add ``sandbox run``'s options to ``parser``."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--policy", metavar="FILE", help="policy file (TOML)")
+    source.add_argument("--profile", metavar="NAME", help="built-in profile, e.g. untrusted")
+    parser.add_argument("--ro-bind", action="append", default=[], metavar="SRC[:DST]",
+                        help="bind a host path read-only (nosuid, nodev)")
+    parser.add_argument("--bind", action="append", default=[], metavar="SRC[:DST]",
+                        help="bind a host path writable (nosuid, nodev)")
+    parser.add_argument("--tmpfs", action="append", default=[], metavar="DST[:SIZE]",
+                        help="mount a fresh tmpfs (default size 64M)")
+    parser.add_argument("--setenv", action="append", default=[], metavar="K=V",
+                        help="set an environment variable inside")
+    parser.add_argument("--cwd", metavar="DIR", help="working directory inside the sandbox")
+    parser.add_argument("--network", choices=_NETWORKS, help="network mode")
+    parser.add_argument("--audit-log", metavar="PATH", help="audit log file to append to")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object on stdout's last line")
+    parser.add_argument("--result-fd", type=int, metavar="N",
+                        help="write the JSON result to file descriptor N instead")
+    parser.add_argument("--no-cache", action="store_true", help="always compile the policy")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid TOML basic string
+
+
+def _split(item: str) -> tuple[str, str]:
+    src, _, dst = item.partition(":")
+    return src, dst or src
+
+
+def overlay_text(args: argparse.Namespace, base: str) -> str | None:
+    """The extra policy layer the options make (None without options)."""
+    lines: list[str] = []
+    binds = [
+        f"{{ src = {_toml_string(os.path.abspath(s))}, dst = {_toml_string(d)} }}"
+        for s, d in map(_split, args.ro_bind)
+    ]
+    rw = [
+        f"{{ src = {_toml_string(os.path.abspath(s))}, dst = {_toml_string(d)} }}"
+        for s, d in map(_split, args.bind)
+    ]
+    tmpfs = []
+    for item in args.tmpfs:
+        where, _, size = item.partition(":")
+        tmpfs.append(f"{{ path = {_toml_string(where)}, size = {_toml_string(size or '64M')} }}")
+    if binds or rw or tmpfs:
+        lines.append("[filesystem]")
+        if binds:
+            lines.append(f"ro_bind = [{', '.join(binds)}]")
+        if rw:
+            lines.append(f"bind = [{', '.join(rw)}]")
+        if tmpfs:
+            lines.append(f"tmpfs = [{', '.join(tmpfs)}]")
+    if args.setenv or args.cwd:
+        lines.append("[process]")
+        if args.setenv:
+            lines.append(f"env = [{', '.join(_toml_string(e) for e in args.setenv)}]")
+        if args.cwd:
+            lines.append(f"cwd = {_toml_string(args.cwd)}")
+    if args.network:
+        lines.append("[network]")
+        lines.append(f"mode = {_toml_string(args.network)}")
+        if args.network == "host":
+            lines.append('reason = "given on the command line: sandbox run --network host"')
+    if not lines:
+        return None
+    return f"extends = {_toml_string(base)}\n" + "\n".join(lines) + "\n"
+
+
+def _profile_file(name: str) -> Path | None:
+    """Where built-in profile ``name`` is, without importing the policy loader.
+
+    Mirrors `sandbox.policy.load.profile_path` (installed package, else the repository).
+    """
+    if not name or not all(c.isalnum() or c == "-" for c in name) or not name[0].isalnum():
+        return None
+    here = Path(__file__).resolve().parent.parent
+    for directory in (here / "profiles", here.parent / "profiles"):
+        path = directory / f"{name}.toml"
+        if path.is_file():
+            return path
+    return None
+
+
+def _compile(args: argparse.Namespace, primary: str, overlay: str | None) -> object:
+    """Load, validate and compile (the slow path); store the result in the cache."""
+    from sandbox.compile.plan_builder import compile_policy  # noqa: PLC0415
+    from sandbox.launch.spec import spec_from_plan  # noqa: PLC0415
+    from sandbox.plan import cache  # noqa: PLC0415
+    from sandbox.policy.load import load_policy  # noqa: PLC0415
+
+    policy = load_policy(overlay, name="<command line>") if overlay else load_policy(
+        Path(primary))
+    plan = compile_policy(policy)
+    spec = spec_from_plan(plan)
+    if not args.no_cache:
+        cache.store(primary, overlay, plan, spec)
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; the exit code is the program's (or 124-127, 128+N)."""
+    from sandbox.cli.exit_codes import ExitCode  # noqa: PLC0415
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("sandbox run: no command given (sandbox run --profile NAME -- CMD ARGS...)",
+              file=sys.stderr)
+        return ExitCode.USAGE
+    if args.profile is not None:
+        found = _profile_file(args.profile)
+        if found is None:
+            from sandbox.policy.load import available_profiles  # noqa: PLC0415
+
+            print(f"sandbox run: unknown profile {args.profile!r}; built-in profiles are: "
+                  f"{', '.join(available_profiles())}", file=sys.stderr)
+            return ExitCode.USAGE
+        primary, base = str(found), args.profile
+    else:
+        primary = os.path.abspath(args.policy)
+        base = primary
+    overlay = overlay_text(args, base)
+    spec = None
+    if not args.no_cache:
+        from sandbox.plan import cache  # noqa: PLC0415
+
+        spec = cache.lookup(primary, overlay)
+    if spec is None:
+        from sandbox.policy.errors import PolicyError  # noqa: PLC0415
+
+        try:
+            spec = _compile(args, primary, overlay)
+        except PolicyError as exc:
+            print(str(exc), file=sys.stderr)
+            return ExitCode.USAGE
+    from sandbox.launch.parent import IO, launch  # noqa: PLC0415
+    from sandbox.launch.spec import LaunchSpec  # noqa: PLC0415
+
+    assert isinstance(spec, LaunchSpec)
+    io = IO(stdin=0, stdout=1, stderr=2, relay=spec.output_bytes is not None)
+    result = launch(spec, command, io=io, audit_log=args.audit_log, forward_signals=True)
+    if result.setup_error is not None:
+        print(f"sandbox: {result.setup_error}", file=sys.stderr)
+    elif result.verdict.value not in ("exited", "signaled"):
+        print(f"sandbox: {result.verdict.value}: {result.detail}", file=sys.stderr)
+    for note in result.notes:
+        print(f"sandbox: {note}", file=sys.stderr)
+    if result.audit_head:
+        print(f"sandbox: audit head {result.audit_head}", file=sys.stderr)
+    if args.json or args.result_fd is not None:
+        text = json.dumps(result.to_dict(), sort_keys=True) + "\n"
+        if args.result_fd is not None:
+            try:
+                os.write(args.result_fd, text.encode())
+            except OSError as exc:
+                print(f"sandbox: cannot write the result to fd {args.result_fd}: {exc}",
+                      file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    return result.exit_code
