@@ -461,13 +461,19 @@ def kill_loop(
     while True:
         if not members():
             return
+        frozen = False
         if freeze is not None:
-            freeze()
+            try:
+                freeze()
+                frozen = True
+            except OSError:
+                pass  # the freezer is an aid against fork races; the rounds still converge
         try:
             signal_members(members)
         finally:
-            if thaw is not None:
-                thaw()  # frozen tasks only act on the SIGKILL once thawed
+            if frozen and thaw is not None:
+                with contextlib.suppress(OSError):
+                    thaw()  # frozen tasks only act on the SIGKILL once thawed
         if time.monotonic() > deadline:
             left = sorted(members())
             if left:

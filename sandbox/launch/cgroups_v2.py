@@ -194,7 +194,8 @@ def _vacate(fs: CgroupFs, cgroup: str, control: str, command: str) -> None:
         raise CgroupUnavailable(
             f"the cgroup holds other processes, so cgroup v2 cannot enable {command} "
             "below it (no internal processes rule); start sandbox in a cgroup of its "
-            "own: `systemd-run --user --scope -p Delegate=yes sandbox ...`",
+            "own: `systemd-run --user --scope -p Delegate=yes sandbox ...`, or in a "
+            "container, move its other processes into a child cgroup first",
             control,
             e.errno or 0,
         ) from e

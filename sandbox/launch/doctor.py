@@ -215,7 +215,10 @@ def probe_cgroups(base: str | None = None) -> CgroupProbe:
             fix = NO_V2_DELEGATION
         elif _others_in(site):
             problem = f"{site.own} holds other processes, so controllers cannot be enabled below it"
-            fix = "start sandbox in its own cgroup: systemd-run --user --scope -p Delegate=yes"
+            fix = (
+                "start sandbox in its own cgroup: systemd-run --user --scope -p Delegate=yes; "
+                "in a container, move its other processes into a child cgroup"
+            )
         return CgroupProbe(2, (site.own,), tuple(sorted(site.controllers)), problem, fix)
     if hierarchies:
         mounts = tuple(dict.fromkeys(hierarchies.values()))
@@ -235,8 +238,8 @@ def probe_cgroups(base: str | None = None) -> CgroupProbe:
 
 def _others_in(site: V2Site) -> bool:
     """True when the caller's cgroup holds processes besides us and is not the root."""
-    if site.own == site.mount:
-        return False  # the root cgroup is exempt from the no-internal-processes rule
+    if not os.path.exists(os.path.join(site.own, "cgroup.type")):
+        return False  # the real root (no cgroup.type) is exempt from the rule
     try:
         with open(os.path.join(site.own, "cgroup.subtree_control")) as f:
             if f.read().split():

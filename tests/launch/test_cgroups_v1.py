@@ -253,7 +253,7 @@ def test_cpu_quota_holds_a_spinning_child_to_half_a_core(track: Tracker) -> None
     assert before.user_s is not None and before.sys_s is not None
     assert after.user_s is not None and after.sys_s is not None
     used = (after.user_s + after.sys_s) - (before.user_s + before.sys_s)
-    assert 0.2 < used < 0.8, used
+    assert 0.1 < used < 0.8, used  # ~0.5 expected; the floor only proves it ran
 
 
 _LAUNCHER = """
