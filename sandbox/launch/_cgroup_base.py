@@ -1,4 +1,4 @@
-"""Shared pieces of the cgroup v1 and v2 backends: errors, usage, file access, killing.
+"""Shared pieces of the cgroup v1 and v2 backends: errors, file access, limits, killing.
 
 Kept apart from `cgroups_v1` and `cgroups_v2` so both backends fail, measure and kill
 the same way, and so tests can swap the file layer for a simulated kernel (this machine
@@ -14,8 +14,28 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from sandbox.launch._cgroup_usage import CgroupUsage
+
+    class GroupBackend(Protocol):
+        """What `RunCgroup` needs from a v1 or v2 group."""
+
+        version: int
+        paths: tuple[str, ...]
+
+        def attach(self, pid: int) -> None: ...
+        def procs_fd(self) -> int | None: ...
+        def usage(self) -> CgroupUsage: ...
+        def sample(self) -> None: ...
+        def kill_all(self) -> None: ...
+        def remove(self) -> None: ...
+        def describe(self) -> dict[str, object]: ...
+        def contains(self, pid: int) -> bool: ...
+
 
 __all__ = [
     "LAUNCHER_TAG_SEP",
@@ -26,8 +46,6 @@ __all__ = [
     "CgroupError",
     "CgroupFs",
     "CgroupUnavailable",
-    "CgroupUsage",
-    "GroupBackend",
     "Mount",
     "cpu_quota",
     "ensure_dir",
@@ -35,6 +53,7 @@ __all__ = [
     "group_name",
     "kill_loop",
     "launcher_alive",
+    "make_usage",
     "mounts",
     "near_bytes",
     "new_group",
@@ -97,18 +116,6 @@ class CgroupBusy(CgroupError):
     """A group's processes could not all be killed, or its directory not removed, in time."""
 
 
-@dataclass(frozen=True)
-class CgroupUsage:
-    """What a run used, read from its group; None where this kernel does not say."""
-
-    peak_memory_bytes: int | None
-    oom_killed: bool
-    pids_limit_hit: bool
-    max_pids: int | None
-    user_s: float | None
-    sys_s: float | None
-
-
 class CgroupFs:
     """The file operations the backends make on a cgroup filesystem.
 
@@ -162,22 +169,6 @@ class CgroupFs:
 
 
 OS_FS = CgroupFs()
-
-
-class GroupBackend(Protocol):
-    """What `RunCgroup` needs from a v1 or v2 group."""
-
-    version: int
-    paths: tuple[str, ...]
-
-    def attach(self, pid: int) -> None: ...
-    def procs_fd(self) -> int | None: ...
-    def usage(self) -> CgroupUsage: ...
-    def sample(self) -> None: ...
-    def kill_all(self) -> None: ...
-    def remove(self) -> None: ...
-    def describe(self) -> dict[str, object]: ...
-    def contains(self, pid: int) -> bool: ...
 
 
 def validate_run_id(run_id: str) -> None:
@@ -538,3 +529,18 @@ def undo(fs: CgroupFs, created: list[str]) -> None:
     for path in reversed(created):
         with contextlib.suppress(OSError):
             fs.rmdir(path)
+
+
+def make_usage(
+    *,
+    peak_memory_bytes: int | None,
+    oom_killed: bool,
+    pids_limit_hit: bool,
+    max_pids: int | None,
+    user_s: float | None,
+    sys_s: float | None,
+) -> CgroupUsage:
+    """Build a `CgroupUsage`, importing its module (and dataclasses) only now, after exec."""
+    from sandbox.launch._cgroup_usage import CgroupUsage  # noqa: PLC0415 -- see docstring
+
+    return CgroupUsage(peak_memory_bytes, oom_killed, pids_limit_hit, max_pids, user_s, sys_s)

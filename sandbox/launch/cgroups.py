@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-from types import TracebackType
-from typing import TYPE_CHECKING
 
 from sandbox.launch import cgroups_v1, cgroups_v2
 from sandbox.launch._cgroup_base import (
@@ -23,17 +21,19 @@ from sandbox.launch._cgroup_base import (
     CgroupError,
     CgroupFs,
     CgroupUnavailable,
-    CgroupUsage,
-    GroupBackend,
     group_name,
     launcher_alive,
     parse_group_name,
     validate_run_id,
 )
 
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
     import pathlib
+    from types import TracebackType
 
+    from sandbox.launch._cgroup_base import GroupBackend
+    from sandbox.launch._cgroup_usage import CgroupUsage
     from sandbox.plan.model import LimitsPlan
 
 __all__ = [
@@ -45,6 +45,16 @@ __all__ = [
     "cleanup_stale",
     "detect",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # CgroupUsage loads on first use: its dataclass machinery is not needed before exec.
+    if name == "CgroupUsage":
+        from sandbox.launch._cgroup_usage import CgroupUsage  # noqa: PLC0415
+
+        return CgroupUsage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Replaced by tests with a simulated kernel; this machine has no cgroup v2 controllers.
 _FS: CgroupFs = OS_FS

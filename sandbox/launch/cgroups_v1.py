@@ -19,11 +19,11 @@ from sandbox.launch._cgroup_base import (
     PARENT_NAME,
     CgroupFs,
     CgroupUnavailable,
-    CgroupUsage,
     cpu_quota,
     ensure_dir,
     exactly,
     kill_loop,
+    make_usage,
     mounts,
     near_bytes,
     new_group,
@@ -35,7 +35,11 @@ from sandbox.launch._cgroup_base import (
     undo,
     write_verified,
 )
-from sandbox.plan.model import LimitsPlan
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from sandbox.launch._cgroup_usage import CgroupUsage
+    from sandbox.plan.model import LimitsPlan
 
 __all__ = ["CONTROLLERS", "V1Group", "find_hierarchies", "stale_groups"]
 
@@ -200,7 +204,7 @@ class V1Group:
             s = read_int(fs, os.path.join(acct, "cpuacct.usage_sys"))
             user = None if u is None else u / 1e9
             sys_ = None if s is None else s / 1e9
-        return CgroupUsage(
+        return make_usage(
             peak_memory_bytes=peak,
             oom_killed=bool(oom and oom.get("oom_kill", 0) > 0),
             pids_limit_hit=hit,

@@ -30,11 +30,11 @@ from sandbox.launch._cgroup_base import (
     CgroupBusy,
     CgroupFs,
     CgroupUnavailable,
-    CgroupUsage,
     cpu_quota,
     ensure_dir,
     exactly,
     kill_loop,
+    make_usage,
     mounts,
     near_bytes,
     new_group,
@@ -46,7 +46,11 @@ from sandbox.launch._cgroup_base import (
     undo,
     write_verified,
 )
-from sandbox.plan.model import LimitsPlan
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from sandbox.launch._cgroup_usage import CgroupUsage
+    from sandbox.plan.model import LimitsPlan
 
 __all__ = [
     "LAUNCHER_LEAF",
@@ -336,7 +340,7 @@ class V2Group:
             max_pids = max(peak_pids, max_pids or 0)
         stat = read_keyed(fs, os.path.join(g, "cpu.stat")) or {}
         user, system = stat.get("user_usec"), stat.get("system_usec")
-        return CgroupUsage(
+        return make_usage(
             peak_memory_bytes=peak,
             oom_killed=mem_events.get("oom_kill", 0) > 0,
             pids_limit_hit=pids_events.get("max", 0) > 0,

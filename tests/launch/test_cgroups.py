@@ -107,12 +107,35 @@ def test_keyed_files_are_parsed() -> None:
     }
 
 
-def test_importing_cgroups_pulls_in_no_heavy_library() -> None:
-    """The launch path imports the cgroup code: it must not load the policy parser,
-    TOML reader, libseccomp binding, audit renderer, netlink library or subprocess."""
-    code = "import sys\nimport sandbox.launch.cgroups\nprint(' '.join(sorted(sys.modules)))\n"
+def test_importing_cgroups_pulls_in_no_heavy_library(tmp_path: Path) -> None:
+    """The launch path imports the cgroup code and calls create() before exec: that must
+    not load the policy parser, TOML reader, libseccomp binding, audit renderer, netlink
+    library, subprocess, or even dataclasses and the plan model (usage loads them later)."""
+    code = (
+        "import sys\n"
+        "from sandbox.launch.cgroups import CgroupUnavailable, RunCgroup\n"
+        "class Limits:\n"
+        "    memory_bytes = 1 << 26\n"
+        "    pids = 8\n"
+        "    cpu_cores = None\n"
+        "try:\n"
+        f"    RunCgroup.create('imports', Limits(), base={str(tmp_path)!r})\n"
+        "except CgroupUnavailable:\n"
+        "    pass\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.split()
-    for heavy in ("cerberus", "structlog", "pyseccomp", "pyroute2", "tomllib", "subprocess"):
-        assert heavy not in out, heavy
+    heavy = (
+        "cerberus",
+        "structlog",
+        "pyseccomp",
+        "pyroute2",
+        "tomllib",
+        "subprocess",
+        "dataclasses",
+        "sandbox.plan.model",
+    )
+    for name in heavy:
+        assert name not in out, name
