@@ -46,6 +46,7 @@ class ChildContext:
         "argv", "bpf_buffer", "bpf_length", "caller_uid", "cwd", "drop_groups", "env",
         "err_w", "gid", "gid_map_text", "hostname", "keep", "keep_mask", "last_cap",
         "launcher_pid", "loopback", "mounts", "new_cgroup", "new_mount", "new_pid",
+        "parent_fds",
         "notify", "path_dirs", "rlimits", "setup_gid", "setup_uid", "status_w", "stdio",
         "sync", "uid", "uid_map_text", "unshare_flags", "verify_seccomp",
     )
@@ -71,6 +72,7 @@ class ChildContext:
     new_mount: bool
     new_pid: bool
     notify: bool
+    parent_fds: list[int]
     path_dirs: list[str]
     rlimits: list[tuple[str, int, int]]
     setup_gid: int
@@ -115,6 +117,10 @@ def holder_main(ctx: ChildContext) -> NoReturn:
 
 
 def _holder(ctx: ChildContext) -> int:
+    # The parent's ends of our channels: holding them would keep a pipe from ever
+    # reaching EOF (the program's stdin, the error pipe the parent waits on).
+    for fd in ctx.parent_fds:
+        os.close(fd)
     # Own process group (with a pid namespace): a terminal's ^C goes to the launcher,
     # which forwards it; the launcher's python must not get a KeyboardInterrupt twice.
     if ctx.new_pid:

@@ -237,6 +237,8 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             child_out.append(target)
     ctx.err_w, ctx.status_w, ctx.sync = err_w, status_w, sync_child.fileno()
     ctx.stdio = (stdin_fd, child_out[0], child_out[1])
+    ctx.parent_fds = [err_r, status_r, sync.fileno(), *outputs,
+                      *([] if stdin_w is None else [stdin_w])]
     # 3. Fork while single-threaded; the child never returns from holder_main.
     pid = os.fork()
     if pid == 0:

@@ -1,0 +1,74 @@
+"""Building the root: binds, symlinked sources, optional and missing sources, read-only."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sandbox.launch.verdict import Verdict
+
+pytestmark = pytest.mark.kernel
+
+
+def _bind(src, dst, *, writable=False, optional=False) -> str:
+    key = "bind" if writable else "ro_bind"
+    return (f'[filesystem]\n{key} = [{{ src = "{src}", dst = "{dst}", '
+            f"optional = {str(optional).lower()} }}]")
+
+
+def test_root_and_ro_binds_are_read_only(sandbox):
+    """Writes to / and to /usr fail with EROFS."""
+    result = sandbox.run(["sh", "-c", "touch /x 2>&1; touch /usr/x 2>&1; true"])
+    assert result.stdout.count(b"Read-only file system") == 2
+
+
+def test_writable_bind_writes_through(sandbox, tmp_path):
+    """A writable bind is writable, and the file appears on the host."""
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)
+    result = sandbox.run(["sh", "-c", "echo hi > /work/out"], _bind(work, "/work", writable=True))
+    assert result.verdict == Verdict.EXITED, result
+    assert (work / "out").read_text() == "hi\n"
+
+
+def test_symlink_source_becomes_a_symlink(sandbox, tmp_path):
+    """A bind source that is itself a symlink is recreated as the same symlink."""
+    link = tmp_path / "link"
+    os.symlink("usr/bin", link)
+    result = sandbox.run(["readlink", "/lnk"], _bind(link, "/lnk"))
+    assert result.stdout == b"usr/bin\n"
+
+
+def test_symlink_planted_by_another_user_is_refused(sandbox, tmp_path):
+    """A symlink in the middle of a source path owned by someone else stops the run."""
+    owned = tmp_path / "other"
+    owned.mkdir()
+    link = owned / "etc"
+    os.symlink("/etc", link)
+    os.lchown(link, 12345, 12345)
+    result = sandbox.run(["true"], _bind(f"{link}/hostname", "/h"))
+    assert result.verdict == Verdict.SETUP_FAILED and result.exit_code == 125
+    assert result.setup_error is not None
+    assert (result.setup_error.step, result.setup_error.errno) == ("bind_source", 40)
+
+
+def test_missing_sources(sandbox, tmp_path):
+    """An optional missing source is skipped; a required one fails the run, naming it."""
+    gone = tmp_path / "does-not-exist"
+    skipped = sandbox.run(["true"], _bind(gone, "/x", optional=True))
+    assert skipped.verdict == Verdict.EXITED
+    failed = sandbox.run(["true"], _bind(gone, "/x"))
+    assert failed.verdict == Verdict.SETUP_FAILED and failed.exit_code == 125
+    assert failed.setup_error is not None and failed.setup_error.path == str(gone)
+
+
+def test_mountinfo_shows_the_flags(sandbox):
+    """/usr is ro,nosuid,nodev; /tmp nosuid,nodev; /proc noexec."""
+    result = sandbox.run(["cat", "/proc/self/mountinfo"])
+    rows = {line.split()[4]: line.split()[5] for line in result.stdout.decode().splitlines()}
+    assert {"ro", "nosuid", "nodev"} <= set(rows["/usr"].split(","))
+    assert {"rw", "nosuid", "nodev"} <= set(rows["/tmp"].split(","))
+    assert "noexec" in rows["/proc"].split(",")
+    assert "ro" in rows["/"].split(",")
