@@ -22,10 +22,13 @@ _IFREQ = struct.Struct("16sH22x")
 def loopback_up() -> None:
     """Set ``lo`` up in the current network namespace."""
     try:
-        with _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as sock:
+        sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+        try:
             req = bytearray(_IFREQ.pack(b"lo", 0))
             fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req, True)
             _, flags = _IFREQ.unpack(req)
             fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | _IFF_UP))
+        finally:
+            sock.close()
     except OSError as exc:
         raise SetupError("network", exc.errno or 5, "lo") from None

@@ -47,9 +47,13 @@ _CODE_FILES = ("launch/spec.py",)
 
 
 def cache_dir(*, euid: int | None = None, environ: dict[str, str] | None = None) -> Path:
-    """/var/cache/sandbox for root, else $XDG_CACHE_HOME/sandbox (~/.cache/sandbox)."""
+    """$SANDBOX_CACHE_DIR if set; else /var/cache/sandbox for root, and
+    $XDG_CACHE_HOME/sandbox (~/.cache/sandbox) for everyone else."""
     uid = os.geteuid() if euid is None else euid
     env = os.environ if environ is None else environ
+    override = env.get("SANDBOX_CACHE_DIR", "")
+    if override and os.path.isabs(override):
+        return Path(override)
     if uid == 0:
         return Path("/var/cache/sandbox")
     base = env.get("XDG_CACHE_HOME", "")

@@ -46,7 +46,8 @@ class Sandbox:
     def run(self, argv: list[str], extra: str = "", base: str = "untrusted",
             **kwargs: object) -> Result:
         target: object = "profile:" + base if not extra else self.policy(extra, base)
-        return run(target, argv, audit_log=self.audit_log, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("audit_log", self.audit_log)
+        return run(target, argv, **kwargs)  # type: ignore[arg-type]
 
     def python(self, code: str, extra: str = "", **kwargs: object) -> Result:
         return self.run(["python3", "-c", code], extra, **kwargs)

@@ -49,6 +49,7 @@ def test_sigkill_of_the_launcher_leaves_nothing(tmp_path):
          "--audit-log", str(tmp_path / "audit.jsonl"), "--",
          "sh", "-c", "echo ready; exec sleep 300"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={**os.environ, "SANDBOX_CACHE_DIR": str(tmp_path / "cache")},
     )
     try:
         assert launcher.stdout is not None
