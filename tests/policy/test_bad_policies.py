@@ -6,8 +6,8 @@ sorts them. File names in the output are shown relative to the bad/ directory, s
 table reads the same on any checkout. Side files (parents for ``extends``) live in
 bad/side/ and are not cases themselves.
 
-Also here: risky grants that carry a reason are accepted, and known holes in the
-risky-grant rules are pinned as strict xfails until fixed.
+Also here: risky grants that carry a reason are accepted, and the holes these tests
+found in the risky-grant rules stay closed.
 """
 
 from __future__ import annotations
@@ -25,12 +25,7 @@ CASES = sorted(p.stem for p in BAD.glob("*.toml"))
 
 # Cases whose .expected file states the correct output but the code does not produce it
 # yet. Each is a bug report; the lead removes the entry when fixing it.
-KNOWN_BUGS = {
-    "unknown_errno": (
-        "BUG: an unknown seccomp.default_errno is reported at seccomp.default_action "
-        "(line 2) instead of at seccomp.default_errno (line 3), where the bad name is"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def first_lines(error: PolicyError) -> list[str]:
@@ -145,16 +140,16 @@ def test_risky_grant_with_a_reason_is_accepted(grant: str) -> None:
     assert any(reasons), "the stated reason must be kept for explain and the audit trail"
 
 
-# Grants of risky syscalls that get through without a reason. Each must be rejected with
-# a diagnostic at the entry that grants it, mentioning "reason".
+# Ways a deny entry could grant a risky syscall (found by these tests, now fixed): a deny
+# must refuse, so an allow/log action there is rejected at the entry.
 RISKY_BYPASSES = {
     "deny entry with action allow": (
         '[seccomp]\ndeny = [{ name = "ptrace", action = "allow" }]\n',
-        "seccomp.deny[0]",
+        "seccomp.deny[0].action",
     ),
     "deny entry with action log": (
         '[seccomp]\ndeny = [{ name = "bpf", action = "log" }]\n',
-        "seccomp.deny[0]",
+        "seccomp.deny[0].action",
     ),
     "deny_action allow for a risky group": (
         '[seccomp]\ndeny_action = "allow"\ndeny = ["@mount"]\n',
@@ -163,45 +158,33 @@ RISKY_BYPASSES = {
 }
 
 
-@pytest.mark.xfail(
-    reason="BUG: layer._read_seccomp only checks risky grants in seccomp.allow and "
-    "[[seccomp.rule]]; a deny entry whose action (or deny_action) is allow/log grants "
-    "ptrace, bpf or the whole @mount group without a reason",
-    strict=True,
-)
 @pytest.mark.parametrize("case", sorted(RISKY_BYPASSES))
-def test_risky_grant_through_a_deny_entry_needs_a_reason(case: str) -> None:
-    """A deny entry whose action lets the syscall run is a grant and needs a reason."""
+def test_a_deny_entry_cannot_let_the_syscall_run(case: str) -> None:
+    """A deny entry (or deny_action) whose action would let the syscall run is rejected,
+    so risky syscalls cannot be granted through deny without a reason."""
     text, key = RISKY_BYPASSES[case]
     with pytest.raises(PolicyError) as info:
         load_policy(text, name="t.toml")
-    assert any(d.key_path == key and "reason" in d.message for d in info.value.diagnostics)
+    assert [d.key_path for d in info.value.diagnostics] == [key]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a parent's group grant is checked with clone3 left out (clone3_enosys "
-    "is on there); a child that sets clone3_enosys = false then lets clone3 (flags out "
-    "of seccomp's reach: new namespaces) run with no reason anywhere",
-    strict=True,
-)
 def test_turning_off_clone3_enosys_under_a_parent_group_needs_a_reason() -> None:
-    """extends untrusted + clone3_enosys = false must not silently allow clone3."""
+    """extends untrusted + clone3_enosys = false must not silently allow clone3; naming
+    clone3 with a reason is the way to allow it."""
     text = 'extends = "untrusted"\n[seccomp]\nclone3_enosys = false\n'
-    try:
-        policy = load_policy(text, name="t.toml")
-    except PolicyError:
-        return
-    clone3 = [r for r in policy.seccomp.rules if r.syscall == "clone3"]
-    assert all(not r.action.action.grants or r.reason for r in clone3), clone3
+    with pytest.raises(PolicyError) as info:
+        load_policy(text, name="t.toml")
+    assert [(d.file, d.line, d.key_path) for d in info.value.diagnostics] == [
+        ("t.toml", 3, "seccomp.clone3_enosys")
+    ]
+    allowed = load_policy(
+        text + 'allow = [{ name = "clone3", reason = "a runtime that needs clone3" }]\n',
+        name="t.toml",
+    )
+    (rule,) = [r for r in allowed.seccomp.rules if r.syscall == "clone3"]
+    assert (rule.action.action.grants, rule.reason) == (True, "a runtime that needs clone3")
 
 
-@pytest.mark.xfail(
-    reason="BUG: the hint for a risky [[seccomp.rule]] says to write "
-    '{ name = "personality", reason = "..." }, but a rule table has no `name` key '
-    "(following the hint gives \"unknown key 'name'\"); it should say to add "
-    "reason = \"...\" to the rule",
-    strict=True,
-)
 def test_risky_rule_hint_tells_how_to_fix_a_rule() -> None:
     """The fix suggested for a risky argument rule is one that a rule table accepts."""
     (d,) = load_case("risky_personality_rule").diagnostics
@@ -209,12 +192,6 @@ def test_risky_rule_hint_tells_how_to_fix_a_rule() -> None:
     assert "reason" in d.message
 
 
-@pytest.mark.xfail(
-    reason="BUG: resolve.merge_layers only checks proc against the pid namespace when "
-    "filesystem.proc is written; `pid = false` alone keeps the default proc = true and "
-    "the plan mounts a /proc that shows the host's processes",
-    strict=True,
-)
 def test_pid_namespace_off_with_the_default_proc_is_rejected() -> None:
     """namespaces.pid = false without filesystem.proc = false is the same contradiction."""
     with pytest.raises(PolicyError) as info:
@@ -222,12 +199,6 @@ def test_pid_namespace_off_with_the_default_proc_is_rejected() -> None:
     assert [d.key_path for d in info.value.diagnostics] == ["namespaces.pid"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: with extends, the proc/pid contradiction is reported at the parent "
-    "profile's `proc = true` line (profiles/untrusted.toml:38) instead of at the child's "
-    "`pid = false`, the line the user just wrote",
-    strict=True,
-)
 def test_pid_namespace_off_under_a_profile_points_at_the_childs_line() -> None:
     """The contradiction is reported where the user wrote the conflicting key."""
     with pytest.raises(PolicyError) as info:

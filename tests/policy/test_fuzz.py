@@ -33,11 +33,10 @@ from sandbox.policy.validate import SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Digit strings are kept below the float range: numbers past ~1e308 hit a known bug
-# (tests/policy/test_load.py::test_numbers_beyond_float_range_are_clean_errors). Raise
-# these to 400 once it is fixed, so the fuzzer covers that range too.
-MAX_DIGITS = 60
-MAX_INT_BITS = 256
+# Digit strings and integers reach past the float range (~1e308), where the size and
+# duration parsers once crashed with OverflowError.
+MAX_DIGITS = 400
+MAX_INT_BITS = 1400
 
 FUZZ = settings(
     max_examples=200,

@@ -150,13 +150,6 @@ def test_text_errors_use_the_given_name() -> None:
     assert info.value.diagnostics[0].file == "inline-policy"
 
 
-@pytest.mark.xfail(
-    reason="BUG: load_policy decides 'path or text' by looking for '=' or a newline, so "
-    "an existing file whose path contains '=' is parsed as TOML text (and `sandbox check "
-    "./a=b.toml` reports '<stdin>:1:1: not valid TOML: Invalid statement'); the docstring "
-    "promises that a string naming an existing file is read as a file",
-    strict=True,
-)
 def test_a_path_string_containing_equals_is_read_as_a_file(tmp_path: Path) -> None:
     """A string naming an existing file is read as that file, whatever its characters."""
     path = tmp_path / "team=a.toml"
@@ -176,8 +169,8 @@ def test_policy_error_is_a_value_error_with_structured_diagnostics() -> None:
     ]
 
 
-# Numbers beyond the range of a float: the size and duration parsers convert through
-# float() and crash. Each must be a PolicyError at the offending key.
+# Numbers beyond the range of a float: the size and duration parsers once converted
+# through float() and crashed with OverflowError. Each is a PolicyError at its key.
 BEYOND_FLOAT = {
     "size string with 400 digits": ("[limits]\nmemory = \"" + "1" * 400 + "\"\n", "limits.memory"),
     "tmpfs size with 400 digits": (
@@ -195,14 +188,6 @@ BEYOND_FLOAT = {
 }
 
 
-@pytest.mark.xfail(
-    reason="BUG: units.parse_size does int(float(digits) * factor), which raises "
-    "OverflowError ('cannot convert float infinity to integer') for a size string past "
-    "~1e308; units.parse_duration does float(int) on a TOML integer, which raises "
-    "OverflowError ('int too large to convert to float'); both escape load_policy as "
-    "tracebacks (sandbox check too)",
-    strict=True,
-)
 @pytest.mark.parametrize("case", sorted(BEYOND_FLOAT))
 def test_numbers_beyond_float_range_are_clean_errors(case: str) -> None:
     """A size or duration too large for a float is a PolicyError, not OverflowError."""

@@ -353,13 +353,8 @@ def test_copying_a_profile_elsewhere_keeps_its_hash(tmp_path: Path) -> None:
     assert load_policy(copy).sha256 == builtin.sha256
 
 
-@pytest.mark.xfail(
-    reason="BUG: docs/policy-language.md says `name` defaults to the file's stem, but a "
-    "policy without `name` inherits its parent's (a policy extending untrusted that adds "
-    "host networking is called 'untrusted' in plans and audit records)",
-    strict=True,
-)
 def test_a_child_without_a_name_is_named_after_its_file(tmp_path: Path) -> None:
-    """name defaults to the file's stem, not to the name of the profile it extends."""
+    """name defaults to the file's stem, not to the name of the profile it extends (a
+    policy loosening untrusted must not appear as 'untrusted' in plans and audits)."""
     policy = family(tmp_path, 'extends = "parent.toml"\n[limits]\npids = 3\n')
     assert policy.name == "child"
