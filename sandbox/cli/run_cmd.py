@@ -15,6 +15,10 @@ import os
 import sys
 from pathlib import Path
 
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from sandbox.launch.spec import LaunchSpec
+
 __all__ = ["build_parser", "run"]
 
 _NETWORKS = ("none", "loopback", "host")
@@ -107,7 +111,7 @@ def _profile_file(name: str) -> Path | None:
     return None
 
 
-def _compile(args: argparse.Namespace, primary: str, overlay: str | None) -> object:
+def _compile(args: argparse.Namespace, primary: str, overlay: str | None) -> LaunchSpec:
     """Load, validate and compile (the slow path); store the result in the cache."""
     from sandbox.compile.plan_builder import compile_policy  # noqa: PLC0415
     from sandbox.launch.spec import spec_from_plan  # noqa: PLC0415
@@ -161,9 +165,7 @@ def run(args: argparse.Namespace) -> int:
             print(str(exc), file=sys.stderr)
             return ExitCode.USAGE
     from sandbox.launch.parent import IO, launch  # noqa: PLC0415
-    from sandbox.launch.spec import LaunchSpec  # noqa: PLC0415
 
-    assert isinstance(spec, LaunchSpec)
     io = IO(stdin=0, stdout=1, stderr=2, relay=spec.output_bytes is not None)
     result = launch(spec, command, io=io, audit_log=args.audit_log, forward_signals=True)
     if result.setup_error is not None:

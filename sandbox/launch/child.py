@@ -19,12 +19,14 @@ exits without exec'ing anything.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
 import os
 import signal
 import stat
 
-from sandbox.launch import caps, fds, init, kernel as k, mounts, netns, rlimits, seccomp_load
+from sandbox.launch import caps, fds, init, mounts, netns, rlimits, seccomp_load
+from sandbox.launch import kernel as k
 from sandbox.launch.errors import SetupError
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
@@ -43,12 +45,39 @@ class ChildContext:
     """Everything the child needs, computed by the parent before fork."""
 
     __slots__ = (
-        "argv", "bpf_buffer", "bpf_length", "caller_uid", "cwd", "drop_groups", "env",
-        "err_w", "gid", "gid_map_text", "hostname", "keep", "keep_mask", "last_cap",
-        "launcher_pid", "loopback", "mounts", "new_cgroup", "new_mount", "new_pid",
+        "argv",
+        "bpf_buffer",
+        "bpf_length",
+        "caller_uid",
+        "cwd",
+        "drop_groups",
+        "env",
+        "err_w",
+        "gid",
+        "gid_map_text",
+        "hostname",
+        "keep",
+        "keep_mask",
+        "last_cap",
+        "launcher_pid",
+        "loopback",
+        "mounts",
+        "new_cgroup",
+        "new_mount",
+        "new_pid",
+        "notify",
         "parent_fds",
-        "notify", "path_dirs", "rlimits", "setup_gid", "setup_uid", "status_w", "stdio",
-        "sync", "uid", "uid_map_text", "unshare_flags", "verify_seccomp",
+        "path_dirs",
+        "rlimits",
+        "setup_gid",
+        "setup_uid",
+        "status_w",
+        "stdio",
+        "sync",
+        "uid",
+        "uid_map_text",
+        "unshare_flags",
+        "verify_seccomp",
     )
 
     argv: list[str]
@@ -87,10 +116,8 @@ class ChildContext:
 
 
 def _report(fd: int, error: SetupError) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.write(fd, error.encode())
-    except OSError:
-        pass
 
 
 def _pdeathsig(expected_parent: int | None) -> None:
@@ -111,7 +138,7 @@ def holder_main(ctx: ChildContext) -> NoReturn:
         code = _holder(ctx)
     except SetupError as exc:
         _report(ctx.err_w, exc)
-    except BaseException as exc:  # noqa: BLE001 -- nothing may unwind into the parent's code
+    except BaseException as exc:
         _report(ctx.err_w, SetupError("child", errno.EIO, None, f"{type(exc).__name__}: {exc}"))
     os._exit(code)
 
@@ -172,10 +199,8 @@ def _holder(ctx: ChildContext) -> int:
         if src[0] == "fd":
             os.close(src[1])
     for fd in (ctx.err_w, ctx.sync, ctx.status_w, *ctx.stdio):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -231,17 +256,15 @@ def _init_main(ctx: ChildContext, sources: list[mounts.Source]) -> NoReturn:
     except SetupError as exc:
         _report(ctx.err_w, exc)
         os._exit(125)
-    except BaseException as exc:  # noqa: BLE001 -- never unwind into the parent's code
+    except BaseException as exc:
         _report(ctx.err_w, SetupError("init", errno.EIO, None, f"{type(exc).__name__}: {exc}"))
         os._exit(125)
     # From here on pid 1 only waits. It keeps CAP_KILL (to forward signals to a program
     # running as another uid) and nothing else, cannot gain privileges, and is not
     # dumpable, so a program that reaches it can neither ptrace it nor read its fds.
     for fd in (ctx.err_w, ctx.sync, *ctx.stdio):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     try:
         caps.drop_bounding(1 << CAP_KILL, ctx.last_cap)
         k.capset(1 << CAP_KILL, 1 << CAP_KILL, 0)
@@ -326,7 +349,7 @@ def _program(ctx: ChildContext, parent: int) -> NoReturn:
                                             ctx.verify_seccomp)
         if sock is not None:
             seccomp_load.send_listener(sock, listener)
-        os.execve(path, ctx.argv, ctx.env)
+        os.execve(path, ctx.argv, ctx.env)  # noqa: S606 -- running the user's program is the point
     except SetupError as exc:
         _report(err, exc)
         if exc.step == "execve":
@@ -336,7 +359,7 @@ def _program(ctx: ChildContext, parent: int) -> NoReturn:
         # Only execve is left unwrapped above: the command exists but cannot be run.
         _report(err, SetupError("execve", exc.errno or errno.ENOEXEC, path))
         os._exit(127 if exc.errno == errno.ENOENT else 126)
-    except BaseException as exc:  # noqa: BLE001 -- never unwind into the parent's code
+    except BaseException as exc:
         _report(err, SetupError("program", errno.EIO, None, f"{type(exc).__name__}: {exc}"))
         os._exit(125)
 

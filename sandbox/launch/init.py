@@ -9,6 +9,7 @@ whatever else is left in the namespace: nothing outlives the program.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import struct
@@ -25,10 +26,8 @@ def reap_until(program: int, status_fd: int) -> None:
     """Forward signals to ``program``, reap all children, report ``program``'s end."""
 
     def forward(signum: int, _frame: object) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.kill(program, signum)
-        except OSError:
-            pass
 
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
@@ -40,8 +39,6 @@ def reap_until(program: int, status_fd: int) -> None:
         if pid == program:
             report = STATUS.pack(status, int(usage.ru_utime * 1e6), int(usage.ru_stime * 1e6),
                                  usage.ru_maxrss)
-            try:
+            with contextlib.suppress(OSError):
                 os.write(status_fd, report)
-            except OSError:
-                pass
             return

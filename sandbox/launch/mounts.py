@@ -20,15 +20,15 @@ from __future__ import annotations
 import os
 import stat
 
+from sandbox.launch import kernel as k
+from sandbox.launch.errors import SetupError
+
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
     # ("fd", fd, is_dir) | ("symlink", target) | ("missing",)
     Source = tuple[Any, ...]
-
-from sandbox.launch import kernel as k
-from sandbox.launch.errors import SetupError
 
 __all__ = ["DEVICE_NODES", "build_root", "open_sources"]
 
@@ -177,8 +177,8 @@ def _attach_clone(fd: int, path: str, attrs: int, dst: str, step: str) -> None:
         os.close(tree)
 
 
-def _mount(source: str, path: str, fstype: str, flags: int, data: str, dst: str,
-           step: str) -> None:
+def _mount(source: str, path: str, fstype: str, flags: int, data: str,  # noqa: PLR0917
+           dst: str, step: str) -> None:
     try:
         k.mount(source, path, fstype, flags, data)
     except OSError as exc:

@@ -10,13 +10,15 @@ fork, while the child is busy unsharing, so the two costs overlap.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
 import os
 import signal
 import sys
 import time
 
-from sandbox.launch import child, kernel as k, seccomp_load, userns
+from sandbox.launch import child, seccomp_load, userns
+from sandbox.launch import kernel as k
 from sandbox.launch.errors import SetupError
 from sandbox.launch.rlimits import resolve_rlimits
 from sandbox.launch.supervise import Observed, Supervisor
@@ -176,9 +178,9 @@ class _Audit:
 
 def _open_audit(spec: LaunchSpec, path: str | None) -> tuple[Any, str | None]:
     """(log or None, note). Fails closed when the policy requires the audit record."""
-    from sandbox.audit.writer import AuditLog, AuditUnavailable, default_log_path  # noqa: PLC0415
-
     import pathlib  # noqa: PLC0415 -- already loaded by the interpreter's site
+
+    from sandbox.audit.writer import AuditLog, AuditUnavailable, default_log_path  # noqa: PLC0415
 
     target = pathlib.Path(path or spec.audit_log or default_log_path())
     try:
@@ -334,15 +336,17 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         # 7. Only when every process is gone: the listener, the pidfds, the cgroup.
         supervisor.kill(None)
         usage = _remove_cgroup(cgroup) if cgroup is not None else None
-        for fd in (supervisor.listener, supervisor.init_pidfd, pidfd, err_r, status_r,
-                   *outputs, supervisor.stdin_w):
-            if fd is not None:
-                seccomp_load.close_quietly(fd)
+        leftovers: list[int | None] = [supervisor.listener, supervisor.init_pidfd, pidfd,
+                                       err_r, status_r, *outputs, supervisor.stdin_w]
+        for leftover in leftovers:
+            if leftover is not None:
+                seccomp_load.close_quietly(leftover)
         sync.close()
     wall = time.monotonic() - started
     from sandbox.launch.verdict import decide  # noqa: PLC0415 -- after the program ran
 
-    result = decide(spec, ctx, seen, usage, wall, started, run_id, notes)
+    result = decide(spec=spec, ctx=ctx, seen=seen, usage=usage, wall=wall, started=started,
+                    run_id=run_id, notes=notes)
     assert audit is not None
     if result.setup_error is not None:
         audit.start()
@@ -397,28 +401,20 @@ def _child_failed(err_r: int) -> SetupError:
 def _abort(pid: int, pidfd: int, init_pidfd: int | None) -> None:
     """Kill the child (and pid 1 of its namespace, if it exists) and reap it."""
     if init_pidfd is not None:
-        try:
+        with contextlib.suppress(OSError):
             signal.pidfd_send_signal(init_pidfd, signal.SIGKILL)
-        except OSError:
-            pass
         os.close(init_pidfd)
-    try:
+    with contextlib.suppress(OSError):
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
     os.close(pidfd)
 
 
 def _remove_cgroup(cgroup: Any) -> Any:
     usage = None
-    try:
+    with contextlib.suppress(OSError):
         cgroup.kill_all()
-    except OSError:
-        pass
     try:
         cgroup.remove()
     except OSError as exc:
@@ -438,7 +434,7 @@ def _install_forwarding(supervisor: Supervisor) -> dict[int, Any]:
     return previous
 
 
-def _setup_failed(spec: LaunchSpec, argv: list[str], run_id: str, started: float,
+def _setup_failed(spec: LaunchSpec, argv: list[str], run_id: str, started: float,  # noqa: PLR0917
                   error: SetupError, audit: _Audit | None, notes: list[str]) -> Result:
     from sandbox.launch.verdict import Result, Verdict, exit_code_for  # noqa: PLC0415
 

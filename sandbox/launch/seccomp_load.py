@@ -31,6 +31,7 @@ The notifier design, and why it cannot fail open:
 from __future__ import annotations
 
 import _socket
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -113,7 +114,5 @@ def receive_notification(listener: int) -> Notification | None:
 
 def close_quietly(fd: int) -> None:
     """Close ``fd`` ignoring errors (cleanup paths only)."""
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass

@@ -15,7 +15,7 @@ import os
 import struct
 
 try:  # the builtin module, without loading OpenSSL as hashlib does (milliseconds)
-    from _sha256 import sha256
+    from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover -- Python 3.12+ names it _sha2
     from hashlib import sha256
 
@@ -50,12 +50,41 @@ class LaunchSpec:
     """Plain launch data; build with `spec_from_plan` or `LaunchSpec.from_json`."""
 
     __slots__ = (
-        "audit_log", "audit_required", "bpf", "bpf_sha256", "caps_keep", "cpu_cores",
-        "cpu_time_s", "degrade", "env", "gid", "gid_map", "hostname", "idmap_mode",
-        "instructions", "kill_rules", "libseccomp_version", "memory_bytes", "mounts",
-        "namespaces", "network", "notify_bpf", "output_bytes", "pids", "policy_name",
-        "policy_sha256", "process_cwd", "rlimits", "seccomp_default", "setgroups_deny",
-        "tool_version", "uid", "uid_map", "verify_seccomp", "wall_time_s", "capability_names",
+        "audit_log",
+        "audit_required",
+        "bpf",
+        "bpf_sha256",
+        "capability_names",
+        "caps_keep",
+        "cpu_cores",
+        "cpu_time_s",
+        "degrade",
+        "env",
+        "gid",
+        "gid_map",
+        "hostname",
+        "idmap_mode",
+        "instructions",
+        "kill_rules",
+        "libseccomp_version",
+        "memory_bytes",
+        "mounts",
+        "namespaces",
+        "network",
+        "notify_bpf",
+        "output_bytes",
+        "pids",
+        "policy_name",
+        "policy_sha256",
+        "process_cwd",
+        "rlimits",
+        "seccomp_default",
+        "setgroups_deny",
+        "tool_version",
+        "uid",
+        "uid_map",
+        "verify_seccomp",
+        "wall_time_s",
     )
 
     audit_log: str | None

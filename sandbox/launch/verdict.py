@@ -145,7 +145,9 @@ _SIGKILL = 9
 _SIGXCPU = 24
 
 
-def _syscall_name(arch: str, nr: int, spec: LaunchSpec) -> tuple[str | None, str | None, str | None]:
+def _syscall_name(
+    arch: str, nr: int, spec: LaunchSpec
+) -> tuple[str | None, str | None, str | None]:
     """(name, rule, origin) for a denied syscall: from the plan's rules for the native ABI,
     else libseccomp's table (loaded only now, after the run)."""
     import platform  # noqa: PLC0415
@@ -165,11 +167,11 @@ def _syscall_name(arch: str, nr: int, spec: LaunchSpec) -> tuple[str | None, str
         rule = "architectures (only the native ABI is allowed)" if arch != platform.machine() \
             else "default action"
         return text, rule, None
-    except Exception:  # noqa: BLE001 -- a name is a nicety; the number is the fact
+    except Exception:
         return None, None, None
 
 
-def decide(spec: LaunchSpec, ctx: ChildContext, seen: Observed, usage: Any, wall: float,
+def decide(*, spec: LaunchSpec, ctx: ChildContext, seen: Observed, usage: Any, wall: float,
            started: float, run_id: str, notes: list[str]) -> Result:
     """Turn what the supervisor saw into one verdict, the exit code and the usage figures."""
     code: int | None = None
@@ -228,7 +230,8 @@ def decide(spec: LaunchSpec, ctx: ChildContext, seen: Observed, usage: Any, wall
         denied = DeniedSyscall(None, None, "unknown")
         verdict, detail = Verdict.SECCOMP_VIOLATION, "killed by the seccomp filter (SIGSYS)"
     elif usage is not None and usage.oom_killed and (sig is not None or code != 0):
-        verdict, detail = Verdict.OUT_OF_MEMORY, f"memory limit of {spec.memory_bytes} bytes reached"
+        verdict = Verdict.OUT_OF_MEMORY
+        detail = f"memory limit of {spec.memory_bytes} bytes reached"
     elif usage is not None and usage.pids_limit_hit and (sig is not None or code != 0):
         verdict, detail = Verdict.PIDS_LIMIT, f"process limit of {spec.pids} reached"
     elif sig is not None:

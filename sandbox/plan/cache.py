@@ -19,6 +19,7 @@ written beside it as JSON for people (``<key>.plan.json``).
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import stat
@@ -26,7 +27,7 @@ import sys
 from pathlib import Path
 
 try:  # the builtin module, without loading OpenSSL as hashlib does (milliseconds)
-    from _sha256 import sha256
+    from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover -- Python 3.12+ names it _sha2
     from hashlib import sha256
 
@@ -91,13 +92,13 @@ def cache_key(primary: str, overlay: str | None) -> str:
         None if overlay is None else sha256(overlay.encode()).hexdigest(),
         _code_signature(),
     ]
-    return sha256(repr(ident).encode()).hexdigest()
+    return str(sha256(repr(ident).encode()).hexdigest())
 
 
 def _file_sha256(path: str) -> str | None:
     try:
         with open(path, "rb") as handle:
-            return sha256(handle.read()).hexdigest()
+            return str(sha256(handle.read()).hexdigest())
     except OSError:
         return None
 
@@ -125,7 +126,9 @@ def _trusted_dir(path: Path) -> bool:
             and not info.st_mode & 0o022)
 
 
-def lookup(primary: str, overlay: str | None, *, directory: Path | None = None) -> LaunchSpec | None:
+def lookup(
+    primary: str, overlay: str | None, *, directory: Path | None = None
+) -> LaunchSpec | None:
     """The cached launch spec, or None (missing, stale, corrupt or untrusted entry)."""
     from sandbox.launch.spec import LaunchSpec  # noqa: PLC0415 -- light; avoids a cycle
 
@@ -143,7 +146,9 @@ def lookup(primary: str, overlay: str | None, *, directory: Path | None = None) 
                 or info.st_mode & 0o077):
             return None
         with os.fdopen(os.dup(fd), "rb") as handle:
-            entry = marshal.loads(handle.read())
+            # Only a file the caller owns, in a directory only the caller can write, is
+            # read at all (checked above): marshal is not for untrusted data.
+            entry = marshal.loads(handle.read())  # noqa: S302
         if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or (
                 entry.get("key") != key):
             return None
@@ -211,9 +216,7 @@ def _write_atomically(where: Path, name: str, data: bytes) -> bool:
             os.close(fd)
         os.rename(tmp, final)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         return False
     return True

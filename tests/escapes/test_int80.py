@@ -23,8 +23,8 @@ int main(int argc, char **argv) {
 def test_int80_syscalls_are_killed(sandbox, name, nr):
     """Even i386 getpid dies: only the native ABI is allowed; the verdict says i386."""
     program = sandbox.compile_c(SOURCE % nr, f"int80_{name}")
-    result = sandbox.run(["/opt/t/" + program.name],
-                         f'[filesystem]\nro_bind = [{{ src = "{program.parent}", dst = "/opt/t" }}]')
+    bind = f'[filesystem]\nro_bind = [{{ src = "{program.parent}", dst = "/opt/t" }}]'
+    result = sandbox.run(["/opt/t/" + program.name], bind)
     assert result.verdict == "seccomp-violation", result
     assert result.denied is not None
     assert (result.denied.arch, result.denied.nr) == ("i386", nr)

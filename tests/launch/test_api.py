@@ -57,7 +57,7 @@ def test_audit_records_the_run(sandbox):
     result = sandbox.run(["sh", "-c", "exit 3"])
     records = [json.loads(line) for line in sandbox.audit_log.read_text().splitlines()]
     mine = [r for r in records if r["run_id"] == result.run_id]
-    assert [r["event"] for r in mine][0] == "run.start"
+    assert mine[0]["event"] == "run.start"
     assert mine[-1]["event"] == "run.end" and mine[-1]["verdict"] == "exited"
     assert mine[-1]["exit_code"] == 3
     assert result.audit_head is not None and len(result.audit_head) == 64
