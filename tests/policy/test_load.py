@@ -232,3 +232,33 @@ def test_unknown_or_path_like_profile_names_are_clean_errors(name: str) -> None:
     with pytest.raises(PolicyError) as info:
         load_profile(name)
     assert "built-in profiles are: " in info.value.diagnostics[0].message
+
+
+def _symlink_loop(folder: Path) -> str:
+    (folder / "loop.toml").symlink_to("loop.toml")
+    return "loop.toml"
+
+
+EXTENDS_TARGETS = {
+    "a symlink loop": _symlink_loop,
+    "a path longer than PATH_MAX": lambda folder: "a/" * 3000 + "p.toml",
+    "a NUL byte": lambda folder: "x\\u0000y.toml",
+}
+
+
+@pytest.mark.xfail(
+    reason="BUG: load._resolve_extends calls Path.resolve() and is_file() unguarded: "
+    "extends naming a symlink loop raises RuntimeError('Symlink loop'), a path past "
+    "PATH_MAX raises OSError(ENAMETOOLONG), one with a NUL byte raises ValueError; each "
+    "is a traceback from `sandbox check`",
+    strict=True,
+)
+@pytest.mark.parametrize("case", sorted(EXTENDS_TARGETS))
+def test_an_unusable_extends_path_is_a_clean_error(tmp_path: Path, case: str) -> None:
+    """extends naming a symlink loop, an over-long path or a NUL byte: an extends error."""
+    target = EXTENDS_TARGETS[case](tmp_path)
+    path = tmp_path / "child.toml"
+    path.write_text(f'extends = "{target}"\n')
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    assert [d.key_path for d in info.value.diagnostics] == ["extends"]
