@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 __all__ = ["IO", "launch"]
 
 _LAST_CAP: list[int] = []
+# Set to a list to record (step, time.perf_counter()) for each parent-side step: the
+# benchmark's breakdown of where a launch spends its time.
+TRACE: list[tuple[str, float]] | None = None
+
+
+def _mark(step: str) -> None:
+    if TRACE is not None:
+        TRACE.append((step, time.perf_counter()))
 
 
 class IO:
@@ -219,6 +227,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         ctx = prepare(spec, argv, cwd=cwd, env=env)
     except SetupError as exc:
         return _setup_failed(spec, argv, run_id, started, exc, None, [])
+    _mark("prepared")
     # 2. The channels. All close-on-exec; the child moves what it keeps to fixed numbers.
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
@@ -241,10 +250,12 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     ctx.stdio = (stdin_fd, child_out[0], child_out[1])
     ctx.parent_fds = [err_r, status_r, sync.fileno(), *outputs,
                       *([] if stdin_w is None else [stdin_w])]
+    _mark("channels")
     # 3. Fork while single-threaded; the child never returns from holder_main.
     pid = os.fork()
     if pid == 0:
         child.holder_main(ctx)
+    _mark("forked")
     # 4. The parent keeps only its own ends.
     for fd in (err_w, status_w, *close_after_fork):
         os.close(fd)
@@ -260,19 +271,23 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         #    /proc handle; only then may it go on (as an id of its own namespace).
         if sync.recv(16) != b"U":
             raise _child_failed(err_r)
+        _mark("unshared")
         if "user" in spec.namespaces:
             userns.write_id_maps(pid, pidfd, userns.map_text(spec.uid_map),
                                  userns.map_text(spec.gid_map), spec.setgroups_deny)
+        _mark("id_maps")
         sync.send(b"G")
         # 6. While the child builds the root: the audit log (fail closed: no record, no
         #    run) and the run's cgroup with its limits written and read back.
         log, note = _open_audit(spec, audit_log)
         if note:
             notes.append(note)
+        _mark("audit_open")
         audit = _Audit(log, run_id, spec, argv)
         cgroup, note = _open_cgroup(spec, run_id)
         if note:
             notes.append(note)
+        _mark("cgroup_created")
         # 7. The child is at its gate ("R"; with a pid namespace pid 1's host pid came
         #    first as "P"): move the process that will fork the program into the cgroup,
         #    then open the gate. Nothing of the program exists before this.
@@ -285,6 +300,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                 init_pid = int(msg[1:])
             elif msg == b"R":
                 ready = True
+        _mark("child_at_gate")
         if init_pid is not None:
             # pid 1 is blocked at its gate, alive and unreaped: this pidfd is surely its.
             try:
@@ -297,6 +313,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             except OSError as exc:
                 raise SetupError("cgroup", exc.errno or errno.EIO, None,
                                  f"attach: {exc}") from None
+        _mark("cgroup_attached")
         sync.send(b"X")
     except SetupError as exc:
         _abort(pid, pidfd, init_pidfd)
@@ -328,8 +345,10 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     )
     supervisor.init_pidfd = init_pidfd
     previous = _install_forwarding(supervisor) if forward_signals else {}
+    _mark("released")
     try:
         seen = supervisor.run(started)
+        _mark("program_done")
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -342,6 +361,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             if leftover is not None:
                 seccomp_load.close_quietly(leftover)
         sync.close()
+    _mark("cleaned_up")
     wall = time.monotonic() - started
     from sandbox.launch.verdict import decide  # noqa: PLC0415 -- after the program ran
 
@@ -360,7 +380,10 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                sys_s=result.sys_s, peak_memory_bytes=result.peak_memory_bytes,
                max_pids=result.max_pids, output_bytes=result.output_bytes,
                detail=result.detail)
-    return _finish(result, audit)
+    _mark("decided")
+    finished = _finish(result, audit)
+    _mark("audited")
+    return finished
 
 
 def _finish(result: Result, audit: _Audit | None) -> Result:

@@ -170,7 +170,7 @@ class Supervisor:
                 elif fd == self.sync.fileno():
                     self._read_sync()
                 elif fd == self.listener:
-                    self._notification()
+                    self._notification(event)
                 elif fd == self.stdin_w:
                     self._feed_stdin(event)
                 elif fd in self.outputs:
@@ -263,8 +263,13 @@ class Supervisor:
         for extra in fds[1:]:
             os.close(extra)
 
-    def _notification(self) -> None:
+    def _notification(self, event: int) -> None:
         assert self.listener is not None
+        if not event & select.POLLIN:
+            # POLLHUP: no process uses the filter any more. Stop polling it, but keep it
+            # open until the run is over (see seccomp_load.py).
+            self._unwatch(self.listener)
+            return
         notif = seccomp_load.receive_notification(self.listener)
         if notif is None:
             return
