@@ -195,12 +195,10 @@ def _holder(ctx: ChildContext) -> int:
     if pid == 0:
         _init_main(ctx, sources)
     os.write(ctx.sync, b"P%d" % pid)
-    for src in sources:
-        if src[0] == "fd":
-            os.close(src[1])
-    for fd in (ctx.err_w, ctx.sync, ctx.status_w, *ctx.stdio):
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    # The holder only waits from here on: it keeps no descriptor at all (source fds,
+    # the caller's stdio, the channels), so none outlives its use.
+    with contextlib.suppress(OSError):
+        k.close_range(0, 0xFFFF_FFFF, 0)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -262,9 +260,16 @@ def _init_main(ctx: ChildContext, sources: list[mounts.Source]) -> NoReturn:
     # From here on pid 1 only waits. It keeps CAP_KILL (to forward signals to a program
     # running as another uid) and nothing else, cannot gain privileges, and is not
     # dumpable, so a program that reaches it can neither ptrace it nor read its fds.
-    for fd in (ctx.err_w, ctx.sync, *ctx.stdio):
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    # pid 1 keeps only the status pipe: not the caller's stdio, not the error pipe (whose
+    # EOF tells the launcher that execve happened), not whatever the launching process
+    # had open.
+    try:
+        if ctx.status_w > 0:
+            k.close_range(0, ctx.status_w - 1, 0)
+        k.close_range(ctx.status_w + 1, 0xFFFF_FFFF, 0)
+    except OSError:
+        os.kill(program, signal.SIGKILL)
+        os._exit(125)
     try:
         caps.drop_bounding(1 << CAP_KILL, ctx.last_cap)
         k.capset(1 << CAP_KILL, 1 << CAP_KILL, 0)
