@@ -25,7 +25,9 @@ from sandbox.compile.bpf import (
     simulate,
 )
 from sandbox.compile.plan_builder import compile_policy
+from sandbox.policy.errors import PolicyError
 from sandbox.policy.load import load_policy
+from sandbox.policy.syscall_table import native_number
 
 if TYPE_CHECKING:
     from tests.conftest import CompiledProfile, PolicyOracle
@@ -211,3 +213,119 @@ def test_common_syscalls_are_decided_in_few_instructions(profile: CompiledProfil
         nr = profile.oracle.number(syscall)
         executed = simulate(profile.program, SeccompData(nr)).executed
         assert executed <= 16, (syscall, executed)
+
+
+# --- argument rules the compiler must not get wrong ----------------------------------
+
+
+def _decide_text(text: str, syscall: str, args: tuple[int, ...]) -> Action:
+    policy = load_policy(text, name="t.toml")
+    program = decode(compile_policy(policy).seccomp.bpf)
+    nr = native_number(syscall)
+    return simulate(program, SeccompData(nr, args=args)).action
+
+
+def rule(action: str, *conditions: str, syscall: str = "ioctl") -> str:
+    return (f'[[seccomp.rule]]\nsyscall = "{syscall}"\naction = "{action}"\n'
+            f"args = [{', '.join(conditions)}]\n")
+
+
+@pytest.mark.xfail(
+    reason="BUG: `sandbox check` accepts masked-eq with value bits outside the mask "
+    "(value 0x1FF, mask 0xFF), which by the documented meaning (arg & mask == value) "
+    "never matches; libseccomp masks the value too, so the compiled filter matches "
+    "arg & 0xFF == 0xFF and allows ioctl(fd, 0xFF)",
+    strict=True,
+)
+def test_masked_eq_with_value_bits_outside_the_mask_is_rejected_or_never_matches() -> None:
+    """A masked-eq whose value has bits outside the mask cannot match: reject it, or at
+    least compile it to a rule that never matches."""
+    text = rule("allow", '{ index = 1, op = "masked-eq", mask = 0xFF, value = 0x1FF }')
+    try:
+        action = _decide_text(text, "ioctl", (0, 0xFF))
+    except PolicyError:
+        return
+    assert action is not Action.ALLOW
+
+
+@pytest.mark.xfail(
+    reason="BUG: two conditions on the same argument in one rule (a range such as "
+    "arg0 >= 1 and arg0 <= 5) pass `sandbox check`, but libseccomp refuses the rule and "
+    "compile_policy / `sandbox compile` die with OSError(EINVAL)",
+    strict=True,
+)
+def test_a_range_on_one_argument_compiles_or_is_rejected_by_check() -> None:
+    """arg0 >= 1 and arg0 <= 5: either check rejects it, or it compiles to that range."""
+    text = rule("allow", '{ index = 0, op = "ge", value = 1 }',
+                '{ index = 0, op = "le", value = 5 }', syscall="mkdir")
+    try:
+        load_policy(text, name="t.toml")
+    except PolicyError:
+        return
+    assert _decide_text(text, "mkdir", (3,)) is Action.ALLOW
+    assert _decide_text(text, "mkdir", (6,)) is not Action.ALLOW
+
+
+@pytest.mark.xfail(
+    reason="BUG: with default_action allow, three rules for read with the same "
+    "conditions and actions errno, kill-process, errno pass `sandbox check`, but "
+    "libseccomp refuses the third and compile_policy dies with FileExistsError(EEXIST)",
+    strict=True,
+)
+def test_repeated_rules_with_the_same_conditions_compile_or_are_rejected() -> None:
+    """Rules repeating a condition set with another action: rejected at check, or compiled."""
+    conditions = ('{ index = 3, op = "lt", value = 21522 }',
+                  '{ index = 4, op = "eq", value = 21522 }')
+    text = ('[seccomp]\ndefault_action = "allow"\nreason = "audit run"\n'
+            + rule("errno", *conditions, syscall="read")
+            + rule("kill-process", *conditions, syscall="read")
+            + rule("errno", *conditions, syscall="read"))
+    try:
+        load_policy(text, name="t.toml")
+    except PolicyError:
+        return
+    _decide_text(text, "read", (0, 0, 0, 0, 21522))
+
+
+@pytest.mark.xfail(
+    reason="BUG: when two argument rules of one syscall both match, libseccomp's tree "
+    "decides, not the most restrictive action: an allow on arg0 beats an errno on arg1, "
+    "and an allow on arg1 beats a kill-process on arg0, so a deny can be silently "
+    "overridden (the untrusted ioctl rules only work because they test the same argument)",
+    strict=True,
+)
+@pytest.mark.parametrize(
+    ("allow", "deny", "args"),
+    [
+        ('{ index = 0, op = "eq", value = 5 }', ("errno", '{ index = 1, op = "eq", value = 5 }'),
+         (5, 5)),
+        ('{ index = 1, op = "le", value = 0xFFFFFFFF }',
+         ("kill-process", '{ index = 0, op = "eq", value = 1 }'), (1, 0x5412)),
+    ],
+    ids=["errno-on-arg1", "kill-on-arg0"],
+)
+def test_when_argument_rules_overlap_the_deny_wins(
+    allow: str, deny: tuple[str, str], args: tuple[int, ...]
+) -> None:
+    """Fail closed: if an allow rule and a deny rule of one syscall both match, it is denied."""
+    for text in (rule("allow", allow) + rule(*deny), rule(*deny) + rule("allow", allow)):
+        assert _decide_text(text, "ioctl", args) is not Action.ALLOW
+
+
+@pytest.mark.xfail(
+    reason="BUG: architectures = [\"x86\"] (native left out) is accepted and explained as "
+    "'ABIs: x86; a syscall from any other ABI ... kills the process', but libseccomp "
+    "always keeps the native ABI, so every x86_64 syscall is still decided by the rules",
+    strict=True,
+)
+def test_an_architecture_list_without_native_is_rejected_or_explained_honestly() -> None:
+    """The docs say unlisted ABIs are killed; leaving out native must not silently keep it."""
+    from sandbox.policy.explain import explain
+
+    text = '[seccomp]\narchitectures = ["x86"]\nallow = ["getpid"]\n'
+    try:
+        policy = load_policy(text, name="t.toml")
+    except PolicyError:
+        return
+    abis = next(x for x in explain(policy).splitlines() if "ABIs:" in x)
+    assert "x86_64" in abis or "native" in abis

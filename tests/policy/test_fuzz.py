@@ -38,8 +38,11 @@ REPO = Path(__file__).resolve().parents[2]
 MAX_DIGITS = 400
 MAX_INT_BITS = 1400
 
+# derandomize: the same examples every run, so CI never flakes on a newly found case;
+# run with a larger max_examples and derandomize=False to explore.
 FUZZ = settings(
     max_examples=200,
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
