@@ -10,7 +10,6 @@ the chosen policy, so they go through the same validation and show in the plan.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -49,7 +48,10 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _toml_string(text: str) -> str:
-    return json.dumps(text)  # a JSON string is a valid TOML basic string
+    """A TOML basic string (JSON's string syntax is a subset of TOML's)."""
+    import json  # noqa: PLC0415 -- only when options add a policy layer
+
+    return json.dumps(text)
 
 
 def _split(item: str) -> tuple[str, str]:
@@ -177,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
     if result.audit_head:
         print(f"sandbox: audit head {result.audit_head}", file=sys.stderr)
     if args.json or args.result_fd is not None:
+        import json  # noqa: PLC0415 -- after the run: not on the launch path
+
         text = json.dumps(result.to_dict(), sort_keys=True) + "\n"
         if args.result_fd is not None:
             try:
