@@ -401,6 +401,14 @@ def _egress_rules(rs: Ruleset, chain: str, allowed: Sequence[Allowed], audit: bo
                     text += f" th dport {a.port}"
                     exprs += _dport(a.port)
                 rs.rule(chain, f"{text} accept  # {a.origin}", exprs, _verdict(_NF_ACCEPT))
+    # ICMP errors the sandbox's kernel sends in answer to inbound packets (a late UDP
+    # reply finds no socket: port unreachable) are dropped without a record entry: they
+    # are not the program reaching out, and the record should say what it tried.
+    for icmp_type, name in ((3, "destination-unreachable"), (11, "time-exceeded"),
+                            (12, "parameter-problem")):
+        rs.rule(chain, f"icmp type {name} counter drop",
+                _ipv4(), _l4proto(1), _payload(_NFT_PAYLOAD_TRANSPORT, 0, 1),
+                _cmp(_NFT_CMP_EQ, bytes([icmp_type])), _counter(), _verdict(_NF_DROP))
     # Record the flow: destination, protocol, port (0 for protocols without ports).
     for proto in (_TCP, _UDP):
         rs.rule(chain, f"meta l4proto {_PROTOCOLS[proto]} add @{FLOW_SET} "

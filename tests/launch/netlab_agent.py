@@ -16,7 +16,6 @@ Only addresses inside the test's own namespaces are ever used.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import os
@@ -86,22 +85,6 @@ def _ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> byt
 def _mac(ifname: str) -> bytes:
     with open(f"/sys/class/net/{ifname}/address") as f:
         return bytes.fromhex(f.read().strip().replace(":", ""))
-
-
-def _gateway_mac(gateway: str) -> bytes | None:
-    # Make the kernel resolve the gateway's MAC first (a UDP send triggers ARP).
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((gateway, 9))
-        with contextlib.suppress(OSError):
-            s.send(b"")
-    for _ in range(50):
-        with open("/proc/net/arp") as f:
-            for line in f.read().splitlines()[1:]:
-                parts = line.split()
-                if parts[0] == gateway and parts[3] != "00:00:00:00:00:00":
-                    return bytes.fromhex(parts[3].replace(":", ""))
-        time.sleep(0.02)
-    return None
 
 
 def handle(cmd: dict[str, Any]) -> dict[str, Any]:
@@ -183,10 +166,8 @@ def handle(cmd: dict[str, Any]) -> dict[str, Any]:
             return _err(exc)
     if op == "packet_udp":
         # A hand-made frame through AF_PACKET: skips the sandbox's own netfilter hooks.
-        gw = _gateway_mac(cmd["gateway"])
-        if gw is None:
-            return {"ok": False, "error": "no-arp"}
-        frame = gw + _mac("eth0") + b"\x08\x00" + _ipv4_udp(
+        gateway = bytes.fromhex(cmd["gateway_mac"].replace(":", ""))
+        frame = gateway + _mac("eth0") + b"\x08\x00" + _ipv4_udp(
             cmd["src"], cmd["host"], 40000, cmd["port"], b"via-af-packet")
         try:
             with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
