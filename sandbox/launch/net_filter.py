@@ -40,7 +40,7 @@ import socket
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sandbox.launch.net_netlink import (
     Netlink,
@@ -172,8 +172,7 @@ _TCP = 6
 _UDP = 17
 
 
-@dataclass(frozen=True)
-class Allowed:
+class Allowed(NamedTuple):
     """A resolved allow entry: an IPv4 network and an optional port (TCP and UDP)."""
 
     network: ipaddress.IPv4Network
@@ -280,22 +279,19 @@ def _dport(port: int) -> list[bytes]:
 
 # --- rulesets ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Rule:
+class _Rule(NamedTuple):
     chain: str
     text: str
     exprs: tuple[bytes, ...]
 
 
-@dataclass(frozen=True)
-class _Chain:
+class _Chain(NamedTuple):
     name: str
     hook: int | None = None
     priority: int = 0
     kind: str = "filter"
 
 
-@dataclass
 class Ruleset:
     """One nf_tables table to install in one batch, and its rules in nft syntax.
 
@@ -303,10 +299,11 @@ class Ruleset:
     kernel gets. Both come from the same list, so they cannot disagree.
     """
 
-    table: str
-    owned: bool
-    chains: list[_Chain] = field(default_factory=list)
-    rules: list[_Rule] = field(default_factory=list)
+    def __init__(self, table: str, *, owned: bool) -> None:
+        self.table = table
+        self.owned = owned
+        self.chains: list[_Chain] = []
+        self.rules: list[_Rule] = []
 
     def rule(self, chain: str, text: str, *exprs: bytes | list[bytes]) -> None:
         """Append a rule to ``chain``; ``exprs`` are expressions or lists of them."""

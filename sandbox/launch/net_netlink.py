@@ -20,8 +20,7 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Self
+from typing import NamedTuple, Self
 
 __all__ = [
     "NETLINK_NETFILTER",
@@ -168,8 +167,7 @@ def _text(payload: bytes | None) -> str | None:
     return None if payload is None else payload.split(b"\0", 1)[0].decode(errors="replace")
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     """One netlink message as received: its type, flags, sequence number and body."""
 
     type: int
@@ -359,27 +357,24 @@ _NFNL_MSG_BATCH_END = 0x11
 _NFGEN = struct.Struct("=BBH")
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     """A network interface: index, name, alias (IFLA_IFALIAS) and IFF_* flags."""
 
-    index: int
+    ifindex: int
     name: str
     alias: str | None
     flags: int
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(NamedTuple):
     """An IPv4 address on an interface."""
 
-    index: int
+    ifindex: int
     address: str
     prefixlen: int
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """An IPv4 route: table, type (RTN_*), destination and output interface."""
 
     table: int
@@ -444,6 +439,11 @@ class Rtnl(Netlink):
     def set_up(self, index: int, what: str) -> None:
         """Set the interface up."""
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP)
+        self.transact([(RTM_NEWLINK, 0, body)], what)
+
+    def set_down(self, index: int, what: str) -> None:
+        """Set the interface down: it stops carrying packets at once."""
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, IFF_UP)
         self.transact([(RTM_NEWLINK, 0, body)], what)
 
     def delete_link(self, index: int, what: str) -> None:

@@ -32,7 +32,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from sandbox.launch._cgroup_base import launcher_alive, proc_starttime
 from sandbox.launch.net_filter import (
@@ -59,7 +59,9 @@ from sandbox.launch.net_netlink import (
     strz,
 )
 from sandbox.launch.net_types import DeniedFlow, NetworkSetupError
-from sandbox.plan.model import PrivateNetworkPlan
+
+if TYPE_CHECKING:
+    from sandbox.plan.model import PrivateNetworkPlan
 
 __all__ = [
     "LOCK_DIR",
@@ -401,8 +403,7 @@ def _delete_link_named(rtnl: Rtnl, name: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class _Addressing:
+class _Addressing(NamedTuple):
     network: ipaddress.IPv4Network
     host: ipaddress.IPv4Address
     sandbox: ipaddress.IPv4Address
@@ -503,7 +504,7 @@ class PrivateNetwork:
                     link = rtnl.link(host_if)
                     if link is None:
                         raise NetworkSetupError("veth", f"{host_if} vanished after creation")
-                    host_index = link.index
+                    host_index = link.ifindex
                     rtnl.transact([rtnl.address_request(host_index, str(addressing.host), 30)],
                                   f"address {host_if}")
             net = cls(run_id, plan=plan, host_if=host_if, addressing=addressing, pinned=pinned,
@@ -541,19 +542,19 @@ class PrivateNetwork:
                 if inner is None:
                     raise NetworkSetupError("inside", f"{SANDBOX_IF} is missing in the sandbox")
                 if inner_nft is not None:
-                    irs = inner_ruleset(inner.index, allowed)
+                    irs = inner_ruleset(inner.ifindex, allowed)
                     inner_nft.batch(irs.requests(), "install the sandbox-side table",
                                     NFNL_SUBSYS_NFTABLES)
                     net.inner_ruleset = irs.text()
                 with contextlib.suppress(NetlinkError):
-                    inner_rtnl.transact([_no_ipv6_request(inner.index)], "eth0 without IPv6")
+                    inner_rtnl.transact([_no_ipv6_request(inner.ifindex)], "eth0 without IPv6")
                 inner_rtnl.transact([
                     inner_rtnl.up_request(1),
-                    inner_rtnl.address_request(inner.index, str(addressing.sandbox), 30),
-                    inner_rtnl.up_request(inner.index),
+                    inner_rtnl.address_request(inner.ifindex, str(addressing.sandbox), 30),
+                    inner_rtnl.up_request(inner.ifindex),
                 ], f"address and up {SANDBOX_IF}")
                 inner_rtnl.transact([inner_rtnl.default_route_request(str(addressing.host),
-                                                                      inner.index)],
+                                                                      inner.ifindex)],
                                     "default route")
             # Only now, with both filters in place, does the link carry anything.
             with _step("veth", f"set {host_if} up"):
@@ -612,8 +613,11 @@ class PrivateNetwork:
     def teardown(self) -> None:
         """Remove the link, the filter and everything else; safe to call more than once.
 
-        The link goes first, so the sandbox is never connected without its filter.
-        Every step is attempted; the first failure is raised afterwards.
+        The link is cut (set down) first, so the sandbox is never connected without its
+        filter; then the veth is deleted, the record read and the table deleted. Expect
+        20-40 ms, nearly all of it the kernel retiring the device (it waits for RCU
+        readers): a launcher can report the run's result before calling this. Every
+        step is attempted; the first failure is raised afterwards.
         """
         if self._done:
             return
@@ -621,9 +625,12 @@ class PrivateNetwork:
         errors: list[str] = []
         try:
             with Rtnl() as rtnl:
-                _delete_link_named(rtnl, self.host_if)
+                link = rtnl.link(self.host_if)
+                if link is not None:
+                    rtnl.set_down(link.ifindex, f"set {self.host_if} down")
+                    _delete_link_named(rtnl, self.host_if)
         except OSError as exc:
-            errors.append(f"delete {self.host_if}: {exc}")
+            errors.append(f"remove {self.host_if}: {exc}")
         try:
             self._final = self._read()
         except OSError as exc:
@@ -673,7 +680,7 @@ def _reachability_warnings(rtnl: Rtnl, allowed: Sequence[Allowed], audit: bool,
         if route.oif in checked:
             continue
         checked.add(route.oif)
-        name = next((ln.name for ln in rtnl.links() if ln.index == route.oif), None)
+        name = next((ln.name for ln in rtnl.links() if ln.ifindex == route.oif), None)
         if name is None or name == host_if:
             continue
         if _read_sysctl(f"ipv4/conf/{name}/forwarding") == "0":
