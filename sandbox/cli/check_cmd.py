@@ -11,6 +11,7 @@ import sys
 
 from sandbox.cli.exit_codes import ExitCode
 from sandbox.cli.policy_args import add_policy_arguments, load_selected, report_policy_error
+from sandbox.compile.plan_builder import compile_policy
 from sandbox.policy.errors import PolicyError
 from sandbox.policy.model import Policy
 from sandbox.policy.syscall_table import native_number
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         label = policy_file or f"profile {profile}"
         try:
             policy = load_selected(policy_file, profile)
+            # Some problems only show once the filter is built (libseccomp's limits,
+            # rules whose refusal would not win): compile so check finds them too.
+            compile_policy(policy)
         except PolicyError as exc:
             report_policy_error(exc)
             status = ExitCode.USAGE

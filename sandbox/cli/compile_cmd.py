@@ -36,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         report_policy_error(exc)
         return ExitCode.USAGE
-    plan, compiled = compile_with_listing(policy)
+    try:
+        plan, compiled = compile_with_listing(policy)
+    except PolicyError as exc:
+        report_policy_error(exc)
+        return ExitCode.USAGE
     if args.format == "bpf":
         data = plan.seccomp.bpf
     elif args.format == "pfc":

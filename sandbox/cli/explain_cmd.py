@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sandbox.cli.exit_codes import ExitCode
 from sandbox.cli.policy_args import add_policy_arguments, load_selected, report_policy_error
@@ -20,7 +21,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the explanation, or the policy's errors."""
     if (args.policy is None) == (args.profile is None):
-        print("sandbox explain: name one POLICY or --profile NAME")
+        print("sandbox explain: name one POLICY or --profile NAME", file=sys.stderr)
         return ExitCode.USAGE
     try:
         policy = load_selected(args.policy, args.profile)

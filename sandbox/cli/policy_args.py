@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from sandbox.policy.errors import PolicyError
-from sandbox.policy.load import load_policy, load_profile
+from sandbox.policy.load import load_policy, load_policy_text, load_profile
 from sandbox.policy.model import Policy
 
 __all__ = ["add_policy_arguments", "load_selected", "report_policy_error"]
@@ -34,7 +35,9 @@ def load_selected(policy: str | None, profile: str | None) -> Policy:
     if profile is not None:
         return load_profile(profile)
     assert policy is not None
-    return load_policy(policy if policy != "-" else sys.stdin.read(), name="<stdin>")
+    if policy == "-":
+        return load_policy_text(sys.stdin.read(), name="<stdin>")
+    return load_policy(Path(policy))
 
 
 def report_policy_error(error: PolicyError) -> None:

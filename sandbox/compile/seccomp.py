@@ -28,10 +28,18 @@ import pyseccomp
 from sandbox.compile import bpf
 from sandbox.compile.fast_path import prepend_fast_path
 from sandbox.plan.model import SeccompPlan, SeccompRuleInfo
-from sandbox.policy.model import ActionSpec, SeccompAction, SeccompPolicy
+from sandbox.policy.errors import Diagnostic, PolicyError
+from sandbox.policy.model import (
+    ActionSpec,
+    ArgCondition,
+    Origin,
+    SeccompAction,
+    SeccompPolicy,
+    SyscallRule,
+)
 from sandbox.policy.syscall_table import native_names, native_number
 
-__all__ = ["CompiledFilter", "compile_seccomp", "libseccomp_version"]
+__all__ = ["CompiledFilter", "FilterCompileError", "compile_seccomp", "libseccomp_version"]
 
 _ARCHES = {
     "x86_64": pyseccomp.Arch.X86_64,
@@ -75,6 +83,68 @@ def _action_value(spec: ActionSpec) -> int:
         SeccompAction.LOG: lambda: pyseccomp.LOG,
     }
     return table[spec.action]()
+
+
+class FilterCompileError(PolicyError):
+    """The policy's rules cannot be compiled into a filter that does what they say.
+
+    A `PolicyError`, so every caller that reports policy errors reports these too, with
+    the line of the rule at fault.
+    """
+
+    def __init__(self, origin: Origin, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            [Diagnostic(origin.file, origin.line, origin.column, "seccomp", reason)]
+        )
+
+
+def _witnesses(condition: ArgCondition) -> list[int]:
+    """Argument values that satisfy ``condition``, including ones with high bits set."""
+    top = (1 << 64) - 1
+    value = condition.value
+    found = {
+        "eq": [value],
+        "ne": [value ^ 1, value ^ (1 << 63)],
+        "lt": [value - 1, 0] if value else [],
+        "le": [value, 0],
+        "gt": [value + 1, top] if value < top else [],
+        "ge": [value, top],
+        "masked-eq": [value, value | (top & ~condition.mask)],
+    }[condition.op]
+    return [v for v in found if 0 <= v <= top]
+
+
+def _check_refusals_win(policy: SeccompPolicy, program: tuple[bpf.Instruction, ...]) -> None:
+    """Prove on the finished BPF that each refusing argument rule beats the grants.
+
+    When a syscall's rules both allow and refuse, libseccomp lays them out as one chain
+    of tests; which matching rule wins is its choice, not ours. Fail closed: simulate the
+    filter on arguments that meet each refusal and refuse to build a filter that lets one
+    through.
+    """
+    by_syscall: dict[str, list[SyscallRule]] = {}
+    for rule in policy.rules:
+        if rule.conditions and native_number(rule.syscall) >= 0:
+            by_syscall.setdefault(rule.syscall, []).append(rule)
+    for name, rules in by_syscall.items():
+        if not any(r.action.action.grants for r in rules):
+            continue
+        for rule in (r for r in rules if not r.action.action.grants):
+            for condition in rule.conditions:
+                for witness in _witnesses(condition):
+                    args = [0] * 6
+                    args[condition.index] = witness
+                    decision = bpf.simulate(
+                        program, bpf.SeccompData(nr=native_number(name), args=tuple(args))
+                    )
+                    if decision.action in (bpf.Action.ALLOW, bpf.Action.LOG):
+                        raise FilterCompileError(
+                            rule.origin,
+                            f"{name} with arg{condition.index} = {witness:#x} should be "
+                            f"refused ({rule.action}) but the compiled filter allows it: "
+                            "another rule for it matches too; narrow the allowing rule",
+                        )
 
 
 @dataclass(frozen=True)
@@ -137,8 +207,17 @@ def compile_seccomp(policy: SeccompPolicy) -> CompiledFilter:
         decisions[number] = None if (args or number in decisions) else action
         if action == default:
             continue  # libseccomp refuses rules that repeat the default; the effect is the same
-        filter_.add_rule(action, rule.syscall, *args)
+        try:
+            filter_.add_rule(action, rule.syscall, *args)
+        except OSError as exc:
+            raise FilterCompileError(
+                rule.origin,
+                f"libseccomp refused the rule for {rule.syscall!r} "
+                f"({' and '.join(map(str, rule.conditions)) or 'no conditions'}): "
+                f"{exc.strerror}",
+            ) from None
     program = _export(filter_, "export_bpf")
+    _check_refusals_win(policy, bpf.decode(program))
     if not extra_arches:
         highest = max(native_number(name) for name in native_names())
         program = prepend_fast_path(

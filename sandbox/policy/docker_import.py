@@ -91,11 +91,57 @@ def _errno_name(number: object) -> str:
     return errno.errorcode.get(number, "EPERM")
 
 
+def _strings(value: object, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DockerImportError(f"{where} must be a list of strings")
+    return value
+
+
+def _check_entry(entry: Mapping[str, Any], where: str) -> None:
+    """Refuse entries whose shape we would otherwise misread (fail loudly, drop nothing)."""
+    if "names" in entry:
+        _strings(entry["names"], f"{where}.names")
+    elif not isinstance(entry.get("name"), str):
+        raise DockerImportError(f"{where} has no names")
+    for key in ("includes", "excludes"):
+        cond = entry.get(key)
+        if cond is None:
+            continue
+        if not isinstance(cond, dict):
+            raise DockerImportError(f"{where}.{key} must be an object")
+        for field in ("caps", "arches"):
+            if field in cond:
+                _strings(cond[field], f"{where}.{key}.{field}")
+        if "minKernel" in cond and not isinstance(cond["minKernel"], str):
+            raise DockerImportError(f"{where}.{key}.minKernel must be a string")
+    args = entry.get("args")
+    if args is None:
+        return
+    if not isinstance(args, list):
+        raise DockerImportError(f"{where}.args must be a list")
+    for number, arg in enumerate(args):
+        here = f"{where}.args[{number}]"
+        if not isinstance(arg, dict):
+            raise DockerImportError(f"{here} must be an object")
+        for key in ("index", "value", "valueTwo"):
+            value = arg.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+                raise DockerImportError(f"{here}.{key} must be a whole number from 0 to 2^64-1")
+        if not arg.get("index", 0) <= 5 or "index" not in arg or "value" not in arg:
+            raise DockerImportError(f"{here} needs index (0-5) and value")
+        if arg.get("op") not in _OPS:
+            raise DockerImportError(f"{here}: unsupported argument operator {arg.get('op')!r}")
+
+
 def _entries(profile: Mapping[str, Any], arch: str, caps: frozenset[str]) -> list[_Entry]:
     out = []
-    for index, entry in enumerate(profile.get("syscalls") or ()):
+    syscalls = profile.get("syscalls") or []
+    if not isinstance(syscalls, list):
+        raise DockerImportError("syscalls must be a list")
+    for index, entry in enumerate(syscalls):
         if not isinstance(entry, dict):
             raise DockerImportError(f"syscalls[{index}] is not an object")
+        _check_entry(entry, f"syscalls[{index}]")
         ok, note = _applies(entry, arch, caps)
         if not ok:
             continue

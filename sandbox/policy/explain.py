@@ -53,7 +53,8 @@ def _syscalls(policy: Policy) -> list[str]:
     by_outcome: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for name, rules in plain.items():
         rule = rules[0]
-        by_outcome[str(rule.action)][rule.via].append(name)
+        via = rule.via if rule.via.startswith("@") or rule.via == "clone3_enosys" else "named"
+        by_outcome[str(rule.action)][via].append(name)
     for outcome in sorted(by_outcome, key=lambda o: (o != "allow", o)):
         vias = by_outcome[outcome]
         total = sum(len(v) for v in vias.values())
@@ -61,7 +62,7 @@ def _syscalls(policy: Policy) -> list[str]:
         lines.append(f"{verb} ({total}):")
         for via in sorted(vias):
             names = sorted(vias[via])
-            label = via if via.startswith("@") or via == "clone3_enosys" else "named directly"
+            label = "named directly" if via == "named" else via
             lines.append(f"  {label}: {_names(names)}")
     if conditional:
         lines.append("Decided by argument:")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import errno as errno_table
 import ipaddress
+import platform
 import posixpath
 import re
 from collections.abc import Callable, Mapping
@@ -342,6 +343,15 @@ def _read_seccomp(reader: _Reader, data: Mapping[str, Any]) -> None:
     for key in ("architectures", "clone3_enosys"):
         if key in data:
             value = tuple(data[key]) if key == "architectures" else data[key]
+            if key == "architectures" and "native" not in data[key] and (
+                platform.machine() not in data[key]
+            ):
+                reader.error(
+                    (section, key),
+                    f"must include \"native\": libseccomp always decides this machine's "
+                    f"own ABI ({platform.machine()}) by the rules, listed or not",
+                )
+                continue
             if key == "architectures" and "x32" in data[key]:
                 reader.error(
                     (section, key),
@@ -439,17 +449,74 @@ def _read_seccomp(reader: _Reader, data: Mapping[str, Any]) -> None:
             ArgCondition(arg["index"], arg["op"], arg["value"], arg.get("mask", 0))
             for arg in item.get("args", [])
         )
-        for number, arg in enumerate(item.get("args", [])):
-            if (arg["op"] == "masked-eq") != ("mask" in arg):
-                reader.error(
-                    (*path, "args", number),
-                    "'mask' goes with op = \"masked-eq\" and only with it",
-                )
-        conditional.setdefault(name, []).append(
-            SyscallRule(name, action, conditions, "rule", reason, reader.origin(path))
-        )
+        if not _conditions_ok(reader, path, item.get("args", [])):
+            continue
+        earlier = conditional.setdefault(name, [])
+        same = next((r for r in earlier if set(r.conditions) == set(conditions)), None)
+        if same is not None:
+            reader.error(
+                path,
+                f"another rule for {name!r} tests exactly these arguments (line "
+                f"{same.origin.line}); merge them into one rule",
+            )
+            continue
+        earlier.append(SyscallRule(name, action, conditions, "rule", reason, reader.origin(path)))
+    for name, rules in conditional.items():
+        _check_overlap(reader, name, rules)
     syscalls.update({name: tuple(rules) for name, rules in conditional.items()})
     reader.layer.syscalls = syscalls
+
+
+def _conditions_ok(reader: _Reader, path: KeyPath, args: list[dict[str, Any]]) -> bool:
+    """Check what libseccomp cannot express or what could never match; report and say."""
+    ok = True
+    seen: dict[int, int] = {}
+    for number, arg in enumerate(args):
+        where = (*path, "args", number)
+        if (arg["op"] == "masked-eq") != ("mask" in arg):
+            reader.error(where, "'mask' goes with op = \"masked-eq\" and only with it")
+            ok = False
+        elif arg["op"] == "masked-eq" and arg["value"] & ~arg["mask"]:
+            reader.error(
+                where,
+                f"value {arg['value']:#x} has bits outside mask {arg['mask']:#x}, so "
+                "arg & mask can never equal it",
+            )
+            ok = False
+        if arg["index"] in seen:
+            reader.error(
+                where,
+                f"argument {arg['index']} is already tested by args[{seen[arg['index']]}]; "
+                "libseccomp allows one test per argument in a rule (write two rules)",
+            )
+            ok = False
+        seen.setdefault(arg["index"], number)
+    return ok
+
+
+def _check_overlap(reader: _Reader, name: str, rules: list[SyscallRule]) -> None:
+    """Refuse mixes of granting and refusing rules that libseccomp may order either way.
+
+    When two argument rules of one syscall both match, libseccomp's tree decides which
+    wins, not the more restrictive one. Rules that all test the same single argument are
+    laid out as one chain of tests on it (and the compiler checks that each refusal
+    wins); rules on different arguments could overlap with no defined winner.
+    """
+    grants = [r for r in rules if r.action.action.grants]
+    refusals = [r for r in rules if not r.action.action.grants]
+    if not grants or not refusals:
+        return
+    indexes = {c.index for r in rules for c in r.conditions}
+    unconditional = [r for r in rules if not r.conditions]
+    if len(indexes) > 1 or unconditional:
+        rule = refusals[0] if not unconditional else unconditional[0]
+        reader.error(
+            ("seccomp", "rule"),
+            f"the rules for {name!r} both allow and refuse it, testing different arguments "
+            f"(or none); when two of them match, libseccomp does not promise the refusal "
+            f"wins. Make every rule for {name!r} test the same one argument "
+            f"(see line {rule.origin.line})",
+        )
 
 
 def _bounded_size(value: object) -> int | None:

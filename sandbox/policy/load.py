@@ -26,6 +26,7 @@ __all__ = [
     "MAX_POLICY_BYTES",
     "available_profiles",
     "load_policy",
+    "load_policy_text",
     "load_profile",
     "profile_path",
     "profiles_directory",
@@ -68,6 +69,9 @@ def _read_text(path: Path) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise _whole_file(file, f"cannot open: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the path
+        shown = file.replace("\0", "\\0")
+        raise _whole_file(shown, "cannot open: the path has a NUL byte") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -162,9 +166,13 @@ def _resolve_extends(
 
     assert isinstance(target, str)
     if "/" in target or target.endswith(".toml"):
-        path: Path | None = (Path(layer.file).parent / target).resolve()
-        assert path is not None
-        if not path.is_file():
+        try:
+            path: Path | None = (Path(layer.file).parent / target).resolve()
+            assert path is not None
+            usable = path.is_file()
+        except (OSError, RuntimeError, ValueError) as exc:  # loops, PATH_MAX, NUL bytes
+            return fail(f"extends {target!r}: cannot use this path ({exc})")
+        if not usable:
             return fail(f"extends {target!r}: no such file ({path})")
     else:
         path = profile_path(target)
@@ -207,6 +215,11 @@ def _with_source(diagnostics: list[Diagnostic], texts: Mapping[str, str]) -> lis
         source = d.source_line or (lines[d.line - 1] if 0 < d.line <= len(lines) else "")
         out.append(Diagnostic(d.file, d.line, d.column, d.key_path, d.message, source))
     return out
+
+
+def load_policy_text(text: str, *, name: str = "<string>") -> Policy:
+    """Load a policy from TOML text, reported as ``name`` in errors (never read as a path)."""
+    return _load(name, text, name)
 
 
 def load_policy(source: str | os.PathLike[str], *, name: str = "<string>") -> Policy:

@@ -163,13 +163,6 @@ def test_a_file_name_with_an_equals_sign(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.xfail(
-    reason="BUG: load_selected hands stdin's text to load_policy, which takes one-line text "
-    "without '=' or '[' (or naming an existing file) for a path: `printf /etc/shadow | "
-    "sandbox check -` reads /etc/shadow and prints its first line in the TOML error, "
-    "and a one-line comment is reported as 'cannot open'",
-    strict=True,
-)
 @pytest.mark.parametrize("kind", ["existing path", "comment"])
 def test_stdin_is_always_policy_text_never_a_path(tmp_path: Path, kind: str) -> None:
     """What arrives on stdin is TOML text: a path in it is not opened, and a one-line

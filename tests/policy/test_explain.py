@@ -143,12 +143,6 @@ def test_example_debugger_policy_lists_its_grants() -> None:
     assert "debugger.toml:" in line
 
 
-@pytest.mark.xfail(
-    reason="BUG: explain groups plain rules by `via`, and a syscall named directly has "
-    "via = its own name, so docker-default prints one 'named directly: X' line per "
-    "syscall (~300 lines) instead of one line listing them",
-    strict=True,
-)
 def test_names_written_directly_are_listed_together(texts: dict[str, str]) -> None:
     """Syscalls named directly share one 'named directly' line per outcome."""
     lines = [x for x in texts["docker-default"].splitlines() if "named directly:" in x]
@@ -175,11 +169,6 @@ def test_cli_explain_of_a_bad_policy_exits_2(
     assert f"{path}:2:8: limits.pids: must be between 1 and 4194304 (got 0)" in err
 
 
-@pytest.mark.xfail(
-    reason="BUG: explain_cmd prints its usage error ('name one POLICY or --profile NAME') "
-    "on stdout; check and compile print theirs on stderr",
-    strict=True,
-)
 def test_cli_explain_usage_error_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     """Without a policy, explain exits 2 with the message on stderr, nothing on stdout."""
     assert main(["explain"]) == 2

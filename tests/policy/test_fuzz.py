@@ -253,12 +253,6 @@ def test_random_text_gives_a_policy_or_a_policy_error(text: str) -> None:
     check_outcome(text + "\n")
 
 
-@pytest.mark.xfail(
-    reason="BUG: load_policy takes a string without '=' or a newline as a path and "
-    "os.open raises ValueError('embedded null byte') for one containing NUL; it escapes "
-    "as a plain ValueError instead of a PolicyError",
-    strict=True,
-)
 @pytest.mark.parametrize("source", ["\x00", "policy\x00.toml"])
 def test_a_path_with_a_nul_byte_is_a_policy_error(source: str) -> None:
     """A would-be path with a NUL byte is reported as a PolicyError like any bad path."""

@@ -246,13 +246,6 @@ EXTENDS_TARGETS = {
 }
 
 
-@pytest.mark.xfail(
-    reason="BUG: load._resolve_extends calls Path.resolve() and is_file() unguarded: "
-    "extends naming a symlink loop raises RuntimeError('Symlink loop'), a path past "
-    "PATH_MAX raises OSError(ENAMETOOLONG), one with a NUL byte raises ValueError; each "
-    "is a traceback from `sandbox check`",
-    strict=True,
-)
 @pytest.mark.parametrize("case", sorted(EXTENDS_TARGETS))
 def test_an_unusable_extends_path_is_a_clean_error(tmp_path: Path, case: str) -> None:
     """extends naming a symlink loop, an over-long path or a NUL byte: an extends error."""
