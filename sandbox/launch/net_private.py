@@ -65,10 +65,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOCK_DIR",
+    "PreparedNetwork",
     "PrivateNetwork",
     "Resolver",
     "cleanup_stale",
     "host_link_name",
+    "prepare",
 ]
 
 LOCK_DIR = "/run/sandbox/net"
@@ -409,6 +411,90 @@ class _Addressing(NamedTuple):
     sandbox: ipaddress.IPv4Address
 
 
+_ETC_DIR = re.compile(r"^sbx[0-9a-f]{8}$")
+
+
+class PreparedNetwork:
+    """What is decided before the child exists: pinned names, the /etc texts, the link name.
+
+    Why a separate step: the launcher builds the sandbox's root (and so needs the files
+    to bind over /etc/hosts and /etc/resolv.conf) before the parent can attach the
+    network, which needs the child's namespace. Nothing here touches the kernel's
+    network state, so a refusal (an unresolvable name, an IPv6 entry, no root) comes
+    before fork.
+    """
+
+    def __init__(self, run_id: str, plan: PrivateNetworkPlan, *, allowed: list[Allowed],
+                 pinned: dict[str, tuple[str, ...]], hosts_file: str, resolv_conf: str) -> None:
+        self.run_id = run_id
+        self.plan = plan
+        self.allowed = allowed
+        self.pinned = pinned
+        self.hosts_file = hosts_file
+        self.resolv_conf = resolv_conf
+        self.host_if = host_link_name(run_id)
+        self.etc_dir: str | None = None
+
+    def write_etc(self, directory: str = LOCK_DIR) -> list[tuple[str, str]]:
+        """Write the two files for read-only bind mounts; (source, destination) pairs.
+
+        They go in a fresh root-only directory named after the link (``sbx<8 hex>``), with
+        the launcher's pid and start time beside them, so `cleanup_stale` can remove the
+        files of a launcher that died. `PrivateNetwork.teardown` removes them.
+        """
+        path = os.path.join(directory, self.host_if[:-1])
+        try:
+            # Under the lock, so cleanup_stale never finds the directory half written.
+            with _locked(directory):
+                self._write(path)
+        except OSError as exc:
+            self.remove_etc()
+            raise _fail("etc", f"write /etc files under {directory}", exc) from None
+        return [(os.path.join(path, "hosts"), "/etc/hosts"),
+                (os.path.join(path, "resolv.conf"), "/etc/resolv.conf")]
+
+    def _write(self, path: str) -> None:
+        os.mkdir(path, 0o700)
+        self.etc_dir = path
+        for name, text in (("launcher", f"{os.getpid()} {proc_starttime(os.getpid())}\n"),
+                           ("hosts", self.hosts_file), ("resolv.conf", self.resolv_conf)):
+            fd = os.open(os.path.join(path, name),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+
+    def remove_etc(self) -> None:
+        """Remove what `write_etc` wrote (nothing if it wrote nothing)."""
+        if self.etc_dir is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(self.etc_dir):
+                os.unlink(os.path.join(self.etc_dir, name))
+            os.rmdir(self.etc_dir)
+        self.etc_dir = None
+
+
+def prepare(run_id: str, plan: PrivateNetworkPlan, *, resolver: Resolver | None = None,
+            hostname: str | None = None,
+            nameservers: Sequence[str] | None = None) -> PreparedNetwork:
+    """Check privileges, resolve and pin the allowed names, and write the /etc texts.
+
+    ``resolver`` replaces DNS for the allow list's host names (tests); ``nameservers``
+    replaces the host's resolvers offered in audit mode; ``hostname`` adds the sandbox's
+    own name to its /etc/hosts. Raises NetworkSetupError.
+    """
+    _require_privileges()
+    allowed, pinned = _allowed(plan, resolver or _resolve_default)
+    if plan.egress == "audit":
+        servers = list(nameservers) if nameservers is not None else _host_nameservers()
+    else:
+        servers = []
+    return PreparedNetwork(run_id, plan, allowed=allowed, pinned=pinned,
+                           hosts_file=_hosts_file(pinned, hostname),
+                           resolv_conf=_resolv_conf(servers))
+
+
 class PrivateNetwork:
     """A run's private link: created by `setup`, read by `denied_flows`, removed by `teardown`.
 
@@ -418,19 +504,18 @@ class PrivateNetwork:
     host filter in nft syntax, for the audit record).
     """
 
-    def __init__(self, run_id: str, *, plan: PrivateNetworkPlan, host_if: str,
-                 addressing: _Addressing, pinned: dict[str, tuple[str, ...]],
-                 hosts_file: str, resolv_conf: str) -> None:
-        self.run_id = run_id
-        self.plan = plan
-        self.host_if = host_if
+    def __init__(self, prepared: PreparedNetwork, addressing: _Addressing) -> None:
+        self.prepared = prepared
+        self.run_id = prepared.run_id
+        self.plan = prepared.plan
+        self.host_if = prepared.host_if
         self.sandbox_if = SANDBOX_IF
         self.network = addressing.network
         self.host_address = str(addressing.host)
         self.sandbox_address = str(addressing.sandbox)
-        self.pinned = pinned
-        self.hosts_file = hosts_file
-        self.resolv_conf = resolv_conf
+        self.pinned = prepared.pinned
+        self.hosts_file = prepared.hosts_file
+        self.resolv_conf = prepared.resolv_conf
         self.warnings: tuple[str, ...] = ()
         self.ruleset = ""
         self.inner_ruleset = ""
@@ -450,20 +535,23 @@ class PrivateNetwork:
               resolver: Resolver | None = None, lock_dir: str = LOCK_DIR,
               hostname: str | None = None,
               nameservers: Sequence[str] | None = None) -> PrivateNetwork:
+        """`prepare` and `attach` in one call (for callers that bind no /etc files early)."""
+        prepared = prepare(run_id, plan, resolver=resolver, hostname=hostname,
+                           nameservers=nameservers)
+        return cls.attach(prepared, child_pid, lock_dir=lock_dir)
+
+    @classmethod
+    def attach(cls, prepared: PreparedNetwork, child_pid: int, *,
+               lock_dir: str = LOCK_DIR) -> PrivateNetwork:
         """Connect the child's (already unshared) network namespace to the host, filtered.
 
-        ``resolver`` replaces DNS for the allow list's host names (tests);
-        ``nameservers`` replaces the host's resolvers offered in audit mode.
+        Call after the child has unshared its network namespace and before it may exec.
         Raises NetworkSetupError with everything undone.
         """
         _require_privileges()
+        run_id, plan = prepared.run_id, prepared.plan
         audit = plan.egress == "audit"
-        allowed, pinned = _allowed(plan, resolver or _resolve_default)
-        host_if = host_link_name(run_id)
-        if audit:
-            servers = list(nameservers) if nameservers is not None else _host_nameservers()
-        else:
-            servers = []
+        allowed, host_if = prepared.allowed, prepared.host_if
         undo: list[Callable[[], None]] = []
         net: PrivateNetwork | None = None
         try:
@@ -507,9 +595,7 @@ class PrivateNetwork:
                     host_index = link.ifindex
                     rtnl.transact([rtnl.address_request(host_index, str(addressing.host), 30)],
                                   f"address {host_if}")
-            net = cls(run_id, plan=plan, host_if=host_if, addressing=addressing, pinned=pinned,
-                      hosts_file=_hosts_file(pinned, hostname),
-                      resolv_conf=_resolv_conf(servers))
+            net = cls(prepared, addressing)
             net._netns_fd = netns_fd
             with _step("sysctl", f"harden {host_if}"):
                 # IPv4 only: an IPv6 stack on the host end would answer the sandbox in a
@@ -571,6 +657,8 @@ class PrivateNetwork:
             for step in reversed(undo):
                 with contextlib.suppress(OSError):
                     step()
+            with contextlib.suppress(OSError):
+                prepared.remove_etc()  # the run is refused: its /etc files are not needed
             if isinstance(exc, OSError) and not isinstance(exc, NetworkSetupError):
                 raise NetworkSetupError.from_oserror("setup", "private network", exc) from None
             raise
@@ -649,6 +737,10 @@ class PrivateNetwork:
         if self._netns_fd is not None:
             os.close(self._netns_fd)
             self._netns_fd = None
+        try:
+            self.prepared.remove_etc()
+        except OSError as exc:
+            errors.append(f"remove {self.prepared.etc_dir}: {exc}")
         if errors:
             raise NetworkSetupError("teardown", "; ".join(errors))
 
@@ -765,5 +857,30 @@ def cleanup_stale(lock_dir: str = LOCK_DIR) -> list[str]:
             with contextlib.suppress(NetlinkError):
                 if _delete_link_named(rtnl, link.name):
                     removed.append(link.name)
+        removed += _stale_etc_dirs(lock_dir)
+    return removed
+
+
+def _stale_etc_dirs(lock_dir: str) -> list[str]:
+    """/etc file directories (``sbx<8 hex>``) whose launcher no longer runs."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(lock_dir):
+            if not _ETC_DIR.match(name):
+                continue
+            path = os.path.join(lock_dir, name)
+            try:
+                with open(os.path.join(path, "launcher")) as f:
+                    pid_text, start_text = f.read().split()
+                alive = launcher_alive(int(pid_text), int(start_text))
+            except (OSError, ValueError):
+                alive = False  # damaged (written under the lock, so never half-made)
+            if alive:
+                continue
+            prepared = PreparedNetwork.__new__(PreparedNetwork)
+            prepared.etc_dir = path
+            with contextlib.suppress(OSError):
+                prepared.remove_etc()
+                removed.append(path)
     return removed
 

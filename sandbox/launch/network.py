@@ -2,10 +2,11 @@
 
 ``none``: the child unshares its network namespace and does nothing else (no interface
 up, no route: every connect fails with ENETUNREACH). ``loopback``: the child calls
-`bring_up_loopback` (net_loopback; stdlib ioctls, safe after fork). ``private``: the
-parent calls `PrivateNetwork.setup` (net_private; a filtered veth, netlink built from
-the stdlib) between the child's unshare and its exec, and `teardown` at the end.
-``host``: nothing to do here.
+`bring_up_loopback` (net_loopback; stdlib ioctls, safe after fork). ``private``: before
+fork the parent calls `prepare` (names resolved and pinned) and `write_etc` (files to
+bind over /etc/hosts and /etc/resolv.conf); between the child's unshare and its exec,
+`PrivateNetwork.attach` (net_private: a filtered veth, netlink built from the stdlib);
+at the end, `teardown`. ``host``: nothing to do here. See docs/network.md.
 
 Why lazy: `PrivateNetwork` and `cleanup_stale` pull in the netlink and filter modules,
 which the ``none`` and ``loopback`` paths never need; importing this module costs only
@@ -22,20 +23,22 @@ from sandbox.launch.net_loopback import bring_up_loopback, loopback_is_up
 from sandbox.launch.net_types import DeniedFlow, NetworkSetupError
 
 if TYPE_CHECKING:
-    from sandbox.launch.net_private import PrivateNetwork, cleanup_stale
+    from sandbox.launch.net_private import PreparedNetwork, PrivateNetwork, cleanup_stale, prepare
 
 __all__ = [
     "DeniedFlow",
     "NetworkSetupError",
+    "PreparedNetwork",
     "PrivateNetwork",
     "bring_up_loopback",
     "cleanup_stale",
     "denied_event_fields",
     "egress_allowlist_toml",
     "loopback_is_up",
+    "prepare",
 ]
 
-_LAZY = {"PrivateNetwork", "cleanup_stale"}
+_LAZY = {"PreparedNetwork", "PrivateNetwork", "cleanup_stale", "prepare"}
 # Ports that only make sense with a resolver, which an enforced sandbox does not get.
 _DNS_PORTS = {53, 853}
 

@@ -140,9 +140,10 @@ def test_cidr_without_port_allows_every_port_of_that_network(
 
 
 def test_names_are_pinned_and_unlisted_names_do_not_resolve(
-        lab: NetLab, lock_dir: str, tmp_path: pathlib.Path) -> None:
-    """The launcher resolves allowed names once; the sandbox's /etc/hosts holds exactly those
-    names (and localhost); an unlisted name does not resolve, and no DNS query leaves."""
+        lab: NetLab, lock_dir: str) -> None:
+    """The launcher resolves allowed names once, before fork; the sandbox's /etc/hosts holds
+    exactly those names (and localhost); an unlisted name does not resolve, no DNS query
+    leaves, and the /etc files go away with the run."""
     a = lab.host(tcp=(8080,))
     sb = lab.sandbox()
     resolved: list[str] = []
@@ -151,8 +152,12 @@ def test_names_are_pinned_and_unlisted_names_do_not_resolve(
         resolved.append(name)
         return {"mirror.test": [a.address, "2001:db8::1"]}[name]
 
-    with PrivateNetwork.setup(run_id(), sb.pid, plan(named("mirror.test", 8080)),
-                              resolver=resolver, lock_dir=lock_dir) as net:
+    # The launcher's order: prepare and write the files before fork, attach after unshare.
+    prepared = net_private.prepare(run_id(), plan(named("mirror.test", 8080)),
+                                   resolver=resolver)
+    binds = prepared.write_etc(lock_dir)
+    assert [dst for _, dst in binds] == ["/etc/hosts", "/etc/resolv.conf"]
+    with PrivateNetwork.attach(prepared, sb.pid, lock_dir=lock_dir) as net:
         assert resolved == ["mirror.test"]
         entries = [ln.split() for ln in net.hosts_file.splitlines()
                    if ln and not ln.startswith("#")]
@@ -160,15 +165,15 @@ def test_names_are_pinned_and_unlisted_names_do_not_resolve(
                            ["::1", "localhost", "ip6-localhost", "ip6-loopback"],
                            [a.address, "mirror.test"]]
         assert "nameserver" not in net.resolv_conf
-        hosts = tmp_path / "hosts"
-        resolv = tmp_path / "resolv.conf"
-        hosts.write_text(net.hosts_file)
-        resolv.write_text(net.resolv_conf)
-        assert sb("bind_etc", hosts=str(hosts), resolv=str(resolv)) == {"ok": True}
+        (hosts, _), (resolv, _) = binds
+        assert pathlib.Path(hosts).read_text() == net.hosts_file
+        assert sb("bind_etc", hosts=hosts, resolv=resolv) == {"ok": True}
         assert sb("resolve", name="mirror.test") == {"ok": True, "addresses": [a.address]}
         assert sb("resolve", name="other.test")["error"] == "gaierror"
         assert sb("tcp", host="mirror.test", port=8080) == {"ok": True, "data": "hello 8080"}
         assert not [f for f in net.denied_flows() if f.port in (53, 853)]
+    assert not pathlib.Path(hosts).exists()
+    assert sorted(os.listdir(lock_dir)) == ["alloc.lock"]
 
 
 def test_icmp_and_raw_sockets_are_refused(lab: NetLab, lock_dir: str) -> None:
@@ -383,6 +388,22 @@ def test_a_killed_launcher_leaves_only_a_link_that_cleanup_stale_removes(
     assert no_leftovers() == {}
 
 
+def test_cleanup_stale_removes_etc_files_of_dead_launchers_only(lock_dir: str) -> None:
+    """The /etc files of a launcher that died are removed; a live launcher's are kept."""
+    live = net_private.prepare(run_id(), plan())
+    live.write_etc(lock_dir)
+    dead = net_private.prepare(run_id(), plan())
+    dead.write_etc(lock_dir)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert dead.etc_dir is not None and live.etc_dir is not None
+    pathlib.Path(dead.etc_dir, "launcher").write_text(f"{gone.pid} 1\n")
+    assert cleanup_stale(lock_dir) == [dead.etc_dir]
+    assert os.path.isdir(live.etc_dir)
+    live.remove_etc()
+    assert sorted(os.listdir(lock_dir)) == ["alloc.lock"]
+
+
 def test_teardown_is_idempotent_and_keeps_the_final_record(lab: NetLab, lock_dir: str) -> None:
     """teardown twice is fine; denied_flows afterwards returns what was read at teardown."""
     a = lab.host(tcp=(9090,))
@@ -397,16 +418,19 @@ def test_teardown_is_idempotent_and_keeps_the_final_record(lab: NetLab, lock_dir
 
 def test_setup_refuses_a_child_still_in_the_host_namespace(lock_dir: str) -> None:
     """A child that has not unshared yet: configuring "its" namespace would configure the
-    host's, so setup refuses (step netns) and creates nothing."""
+    host's, so attach refuses (step netns), creates nothing and removes the /etc files."""
     child = subprocess.Popen(["sleep", "30"])
+    prepared = net_private.prepare(run_id(), plan())
+    prepared.write_etc(lock_dir)
     try:
         with pytest.raises(NetworkSetupError) as err:
-            PrivateNetwork.setup(run_id(), child.pid, plan(), lock_dir=lock_dir)
+            PrivateNetwork.attach(prepared, child.pid, lock_dir=lock_dir)
     finally:
         child.kill()
         child.wait()
     assert err.value.step == "netns"
     assert no_leftovers() == {}
+    assert sorted(os.listdir(lock_dir)) == ["alloc.lock"]
 
 
 def test_a_failure_midway_undoes_everything(lab: NetLab, lock_dir: str,
