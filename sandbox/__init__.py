@@ -7,9 +7,22 @@ in only the layer it belongs to (the launcher must not pay for the policy parser
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
-__all__ = ["Plan", "Policy", "PolicyError", "compile_policy", "load_policy", "load_profile"]
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "Plan",
+    "Policy",
+    "PolicyError",
+    "Result",
+    "Verdict",
+    "compile_policy",
+    "load_policy",
+    "load_profile",
+    "run",
+]
 
 _LAZY = {
     "load_policy": "sandbox.policy.load",
@@ -18,6 +31,9 @@ _LAZY = {
     "PolicyError": "sandbox.policy.errors",
     "compile_policy": "sandbox.compile.plan_builder",
     "Plan": "sandbox.plan.model",
+    "run": "sandbox.launch.api",
+    "Result": "sandbox.launch.verdict",
+    "Verdict": "sandbox.launch.verdict",
 }
 
 

@@ -98,21 +98,6 @@ def overlay_text(args: argparse.Namespace, base: str) -> str | None:
     return f"extends = {_toml_string(base)}\n" + "\n".join(lines) + "\n"
 
 
-def _profile_file(name: str) -> Path | None:
-    """Where built-in profile ``name`` is, without importing the policy loader.
-
-    Mirrors `sandbox.policy.load.profile_path` (installed package, else the repository).
-    """
-    if not name or not all(c.isalnum() or c == "-" for c in name) or not name[0].isalnum():
-        return None
-    here = Path(__file__).resolve().parent.parent
-    for directory in (here / "profiles", here.parent / "profiles"):
-        path = directory / f"{name}.toml"
-        if path.is_file():
-            return path
-    return None
-
-
 def _compile(args: argparse.Namespace, primary: str, overlay: str | None) -> LaunchSpec:
     """Load, validate and compile (the slow path); store the result in the cache."""
     from sandbox.compile.plan_builder import compile_policy  # noqa: PLC0415
@@ -141,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return ExitCode.USAGE
     if args.profile is not None:
-        found = _profile_file(args.profile)
+        from sandbox._profiles import profile_file  # noqa: PLC0415
+
+        found = profile_file(args.profile)
         if found is None:
             from sandbox.policy.load import available_profiles  # noqa: PLC0415
 

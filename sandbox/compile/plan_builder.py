@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from sandbox._version import TOOL_VERSION
 from sandbox.compile.seccomp import CompiledFilter, compile_seccomp
 from sandbox.plan.model import (
     PLAN_VERSION,
@@ -31,7 +32,6 @@ from sandbox.policy.model import IdMapMode, NetworkMode, Policy
 
 __all__ = ["TOOL_VERSION", "Caller", "compile_policy", "compile_with_listing"]
 
-TOOL_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)

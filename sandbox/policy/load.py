@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sandbox._profiles import profile_file, profiles_directory
 from sandbox.policy.errors import Diagnostic, PolicyError, format_key_path
 from sandbox.policy.layer import Layer, read_layer
 from sandbox.policy.model import Policy
@@ -37,14 +38,6 @@ _MAX_EXTENDS_DEPTH = 16
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
-def profiles_directory() -> Path:
-    """Where the built-in profiles are: inside the installed package, or the repo's profiles/."""
-    packaged = Path(__file__).resolve().parent.parent / "profiles"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent.parent / "profiles"
-
-
 def available_profiles() -> tuple[str, ...]:
     """Names of the built-in profiles."""
     return tuple(sorted(p.stem for p in profiles_directory().glob("*.toml")))
@@ -52,10 +45,7 @@ def available_profiles() -> tuple[str, ...]:
 
 def profile_path(name: str) -> Path | None:
     """The file of built-in profile ``name``, or None when there is none by that name."""
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
-        return None
-    path = profiles_directory() / f"{name}.toml"
-    return path if path.is_file() else None
+    return profile_file(name)
 
 
 def _whole_file(file: str, message: str) -> PolicyError:
