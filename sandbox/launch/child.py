@@ -3,9 +3,10 @@
 Three processes take part (as in bubblewrap with a pid namespace):
 
 * the *holder* (forked by the launcher) unshares the namespaces and waits for the
-  parent to write its id maps and put it in the run's cgroup, then forks
+  parent to write its id maps, then forks
 * *init*, pid 1 of the new pid namespace, which builds the root (a fresh /proc must be
-  mounted from inside the namespace) and forks
+  mounted from inside the namespace) while the parent moves it into the run's cgroup,
+  waits at the gate, and forks
 * the *program* process, which drops everything and execs.
 
 Without a pid namespace the holder does all three parts itself.
@@ -195,6 +196,12 @@ def _holder(ctx: ChildContext) -> int:
     if pid == 0:
         _init_main(ctx, sources)
     os.write(ctx.sync, b"P%d" % pid)
+    # Hold pid 1 unreaped until the gate opens: the parent moves it into the cgroup by
+    # its pid, which must not be recycled meanwhile even if pid 1 dies. The parent sends
+    # one "X" to each process waiting at the gate.
+    if os.read(ctx.sync, 1) != b"X":
+        os.kill(pid, signal.SIGKILL)
+        return 125  # the parent refused the run and reports why itself
     # The holder only waits from here on: it keeps no descriptor at all (source fds,
     # the caller's stdio, the channels), so none outlives its use.
     with contextlib.suppress(OSError):

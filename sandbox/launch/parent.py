@@ -267,18 +267,9 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     init_pid: int | None = None
     init_pidfd: int | None = None
     try:
-        # 5. The child has its namespaces: write its id maps through a pidfd-checked
-        #    /proc handle; only then may it go on (as an id of its own namespace).
-        if sync.recv(16) != b"U":
-            raise _child_failed(err_r)
-        _mark("unshared")
-        if "user" in spec.namespaces:
-            userns.write_id_maps(pid, pidfd, userns.map_text(spec.uid_map),
-                                 userns.map_text(spec.gid_map), spec.setgroups_deny)
-        _mark("id_maps")
-        sync.send(b"G")
-        # 6. While the child builds the root: the audit log (fail closed: no record, no
-        #    run) and the run's cgroup with its limits written and read back.
+        # 5. While the child unshares (a new network namespace takes milliseconds): the
+        #    audit log (fail closed: no record, no run) and the run's cgroup with its
+        #    limits written and read back. Both are needed only from step 7 on.
         log, note = _open_audit(spec, audit_log)
         if note:
             notes.append(note)
@@ -288,33 +279,49 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         if note:
             notes.append(note)
         _mark("cgroup_created")
-        # 7. The child is at its gate ("R"; with a pid namespace pid 1's host pid came
-        #    first as "P"): move the process that will fork the program into the cgroup,
-        #    then open the gate. Nothing of the program exists before this.
-        ready = False
-        while not ready or (ctx.new_pid and init_pid is None):
+        # 6. The child has its namespaces: write its id maps through a pidfd-checked
+        #    /proc handle; only then may it go on (as an id of its own namespace).
+        if sync.recv(16) != b"U":
+            raise _child_failed(err_r)
+        _mark("unshared")
+        if "user" in spec.namespaces:
+            userns.write_id_maps(pid, pidfd, userns.map_text(spec.uid_map),
+                                 userns.map_text(spec.gid_map), spec.setgroups_deny)
+        _mark("id_maps")
+        sync.send(b"G")
+        # 7. Move the process that will fork the program into the cgroup, then open the
+        #    gate ("X"). With a pid namespace that is pid 1, moved as soon as its host pid
+        #    arrives ("P"): a v1 move waits for an RCU grace period (milliseconds), which
+        #    then passes while pid 1 builds the root. Its pid cannot be recycled under
+        #    us: the holder does not reap it before the gate opens. Without a pid
+        #    namespace it is the holder itself, our own unreaped child, at its gate
+        #    ("R"). Nothing of the program exists before the gate opens.
+        ready = attached = False
+        while not (ready and attached):
             msg = sync.recv(16)
             if not msg:
                 raise _child_failed(err_r)
             if msg.startswith(b"P"):
                 init_pid = int(msg[1:])
+                try:
+                    init_pidfd = os.pidfd_open(init_pid)
+                except OSError as exc:
+                    raise SetupError("pidfd", exc.errno or errno.ESRCH, None,
+                                     "pid 1") from None
+                _attach(cgroup, init_pid, err_r)
+                attached = True
             elif msg == b"R":
+                _mark("child_at_gate")
                 ready = True
-        _mark("child_at_gate")
-        if init_pid is not None:
-            # pid 1 is blocked at its gate, alive and unreaped: this pidfd is surely its.
-            try:
-                init_pidfd = os.pidfd_open(init_pid)
-            except OSError as exc:
-                raise SetupError("pidfd", exc.errno or errno.ESRCH, None, "pid 1") from None
-        if cgroup is not None:
-            try:
-                cgroup.attach(init_pid if init_pid is not None else pid)
-            except OSError as exc:
-                raise SetupError("cgroup", exc.errno or errno.EIO, None,
-                                 f"attach: {exc}") from None
+                if not ctx.new_pid:
+                    _attach(cgroup, pid, err_r)
+                    attached = True
         _mark("cgroup_attached")
+        # One "X" for each process waiting at the gate: pid 1 and the holder (which
+        # keeps pid 1 unreaped until then), or the holder alone.
         sync.send(b"X")
+        if ctx.new_pid:
+            sync.send(b"X")
     except SetupError as exc:
         _abort(pid, pidfd, init_pidfd)
         for fd in (err_r, status_r, *outputs):
@@ -352,7 +359,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        # 7. Only when every process is gone: the listener, the pidfds, the cgroup.
+        # 8. Only when every process is gone: the listener, the pidfds, the cgroup.
         supervisor.kill(None)
         usage = _remove_cgroup(cgroup) if cgroup is not None else None
         leftovers: list[int | None] = [supervisor.listener, supervisor.init_pidfd, pidfd,
@@ -419,6 +426,28 @@ def _child_failed(err_r: int) -> SetupError:
     if data:
         return SetupError.decode(data)
     return SetupError("child", errno.ECHILD, None, "the child died before unsharing")
+
+
+def _attach(cgroup: Any, target: int, err_r: int) -> None:
+    """Move ``target`` into the run's cgroup (if there is one); SetupError on failure.
+
+    A target that already died (its pid still held, unreaped) cannot be moved; then the
+    child's own report of why it died is the better error, if it wrote one.
+    """
+    if cgroup is None:
+        return
+    try:
+        cgroup.attach(target)
+    except OSError as exc:
+        os.set_blocking(err_r, False)
+        try:
+            report = os.read(err_r, 4096)
+        except OSError:
+            report = b""
+        os.set_blocking(err_r, True)
+        if report:
+            raise SetupError.decode(report) from None
+        raise SetupError("cgroup", exc.errno or errno.EIO, None, f"attach: {exc}") from None
 
 
 def _abort(pid: int, pidfd: int, init_pidfd: int | None) -> None:
