@@ -15,6 +15,11 @@ Figures:
 * per-run cost: wall time of one complete run of ``/bin/true``.
 * runs/second with 2 running in parallel for a few seconds.
 
+The single-run variants are interleaved (one sample of each per round, in a rotating
+order) so that a burst of other work on the machine hits all of them alike; each is
+reported as median and 90th percentile. The parallel phases alternate in rounds too. The
+load average is printed before and after: a high one means the figures are inflated.
+
 The interpreter is the venv's, called directly (not a pyenv shim). Installed packages
 have their bytecode compiled by pip; the repository checkout may not (and this machine
 sets PYTHONDONTWRITEBYTECODE), so ``--compile`` (the default) byte-compiles ``sandbox/``
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,35 +49,31 @@ def _median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
 
-def _python_pass(n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        subprocess.run([PYTHON, "-c", "pass"], check=True)
-        out.append(time.perf_counter() - start)
-    return out
+def _p90_ms(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))] * 1000
 
 
-def _time_to_exec(cmd: list[str], n: int, env: dict[str, str], **kw: object) -> list[float]:
+def _python_pass() -> float:
+    start = time.perf_counter()
+    subprocess.run([PYTHON, "-c", "pass"], check=True)
+    return time.perf_counter() - start
+
+
+def _time_to_exec(cmd: list[str], env: dict[str, str] | None = None, **kw: object) -> float:
     """Seconds from spawn until the sandboxed ``date +%s.%N`` read the clock."""
-    out = []
-    for _ in range(n):
-        start = time.time()
-        done = subprocess.run(cmd, capture_output=True, env=env, check=False, **kw)  # type: ignore[call-overload]
-        stamp = done.stdout.decode().split()
-        if done.returncode != 0 or not stamp:
-            raise SystemExit(f"failed: {cmd}\n{done.stderr.decode()}")
-        out.append(float(stamp[0]) - start)
-    return out
+    start = time.time()
+    done = subprocess.run(cmd, capture_output=True, env=env, check=False, **kw)  # type: ignore[call-overload]
+    stamp = done.stdout.decode().split()
+    if done.returncode != 0 or not stamp:
+        raise SystemExit(f"failed: {cmd}\n{done.stderr.decode()}")
+    return float(stamp[0]) - start
 
 
-def _wall(cmd: list[str], n: int, env: dict[str, str], **kw: object) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
-        out.append(time.perf_counter() - start)
-    return out
+def _wall(cmd: list[str], env: dict[str, str], **kw: object) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
+    return time.perf_counter() - start
 
 
 def _bwrap_cmd(bpf_fd: int, program: list[str]) -> list[str]:
@@ -103,17 +105,27 @@ def _bwrap_run(bpf: bytes, program: list[str], capture: bool) -> subprocess.Comp
         os.close(read_end)
 
 
-def _api_loop(spec: object, n: int, audit: str) -> list[float]:
+def _api_once(spec: object, audit: str) -> float:
     from sandbox.launch.api import run  # noqa: PLC0415 -- imported after sys.path is set
 
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        result = run(spec, ["/bin/true"], audit_log=audit)
-        out.append(time.perf_counter() - start)
-        if result.verdict != "exited":
-            raise SystemExit(f"API run failed: {result}")
-    return out
+    start = time.perf_counter()
+    result = run(spec, ["/bin/true"], audit_log=audit)
+    took = time.perf_counter() - start
+    if result.verdict != "exited":
+        raise SystemExit(f"API run failed: {result}")
+    return took
+
+
+def _bwrap_tte(bpf: bytes) -> float:
+    start = time.time()
+    done = _bwrap_run(bpf, ["date", "+%s.%N"], capture=True)
+    return float(done.stdout.split()[0]) - start
+
+
+def _bwrap_wall(bpf: bytes) -> float:
+    start = time.perf_counter()
+    _bwrap_run(bpf, ["/bin/true"], capture=False)
+    return time.perf_counter() - start
 
 
 def _parallel_worker(kind: str, seconds: float, audit: str, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
@@ -135,7 +147,7 @@ def _parallel_worker(kind: str, seconds: float, audit: str, queue: multiprocessi
     queue.put(count)
 
 
-def _parallel(kind: str, seconds: float, audit: str) -> float:
+def _parallel_count(kind: str, seconds: float, audit: str) -> int:
     queue: multiprocessing.Queue[int] = multiprocessing.Queue()
     workers = [multiprocessing.Process(target=_parallel_worker, args=(kind, seconds, audit, queue))
                for _ in range(2)]
@@ -144,13 +156,18 @@ def _parallel(kind: str, seconds: float, audit: str) -> float:
     total = sum(queue.get() for _ in workers)
     for w in workers:
         w.join()
-    return total / seconds
+    return total
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, default=30, help="runs per measurement")
-    parser.add_argument("--seconds", type=float, default=5.0, help="parallel phase length")
+    parser.add_argument("-n", type=int, default=30, help="rounds (each variant once per round)")
+    parser.add_argument("--seconds", type=float, default=6.0,
+                        help="parallel phase length per variant (split into rounds)")
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -160,9 +177,12 @@ def main() -> None:
     from sandbox.launch.api import spec_for  # noqa: PLC0415 -- after compileall
 
     spec = spec_for("profile:untrusted")
+    load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
         audit = os.path.join(tmp, "audit.jsonl")
-        env = {**os.environ, "SANDBOX_CACHE_DIR": os.path.join(tmp, "cache")}
+        # The parallel workers inherit it too: every CLI run then uses the warm cache.
+        os.environ["SANDBOX_CACHE_DIR"] = os.path.join(tmp, "cache")
+        env = dict(os.environ)
         cli = [PYTHON, "-m", "sandbox.cli.main", "run", "--profile", "untrusted",
                "--audit-log", audit, "--"]
         # Warm up: fill the plan cache, the page cache and the bytecode.
@@ -170,37 +190,46 @@ def main() -> None:
             subprocess.run([*cli, "/bin/true"], env=env, cwd=REPO, check=True,
                            stderr=subprocess.DEVNULL)
             _bwrap_run(spec.bpf, ["/bin/true"], capture=False)
-        _api_loop(spec, 3, audit)
+            _api_once(spec, audit)
 
-        py = _python_pass(args.n)
-        cli_tte = _time_to_exec([*cli, "date", "+%s.%N"], args.n, env, cwd=REPO)
-        cli_wall = _wall([*cli, "/bin/true"], args.n, env, cwd=REPO,
-                         stderr=subprocess.DEVNULL)
-        api = _api_loop(spec, args.n * 3, audit)
-        bw_tte = []
-        bw = []
-        for _ in range(args.n):
-            start = time.time()
-            done = _bwrap_run(spec.bpf, ["date", "+%s.%N"], capture=True)
-            bw_tte.append(float(done.stdout.split()[0]) - start)
-        for _ in range(args.n * 3):
-            start = time.perf_counter()
-            _bwrap_run(spec.bpf, ["/bin/true"], capture=False)
-            bw.append(time.perf_counter() - start)
-        rates = {kind: _parallel(kind, args.seconds, audit) for kind in ("api", "bwrap", "cli")}
+        # Interleaved: each round takes one sample of every variant (in a rotating
+        # order), so a burst of load on the machine hits all of them alike.
+        variants: dict[str, Callable[[], float]] = {
+            "python -c pass": _python_pass,
+            "CLI time-to-exec": lambda: _time_to_exec([*cli, "date", "+%s.%N"], env, cwd=REPO),
+            "CLI whole run": lambda: _wall([*cli, "/bin/true"], env, cwd=REPO,
+                                           stderr=subprocess.DEVNULL),
+            "bwrap time-to-exec": lambda: _bwrap_tte(spec.bpf),
+            "bwrap whole run": lambda: _bwrap_wall(spec.bpf),
+            "API sandbox.run": lambda: _api_once(spec, audit),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for i in range(args.n):
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                samples[name].append(variants[name]())
+        rounds = 3
+        counts = {kind: 0 for kind in ("api", "bwrap", "cli")}
+        for _ in range(rounds):
+            for kind in counts:
+                counts[kind] += _parallel_count(kind, args.seconds / rounds, audit)
+        rates = {kind: count / args.seconds for kind, count in counts.items()}
 
-    print(f"python -c pass            {_median_ms(py):7.1f} ms")
-    print(f"CLI time-to-exec          {_median_ms(cli_tte):7.1f} ms   "
-          f"(python -c pass + {_median_ms(cli_tte) - _median_ms(py):.1f} ms; target +10 ms)")
-    print(f"CLI whole run (/bin/true) {_median_ms(cli_wall):7.1f} ms")
-    print(f"bwrap time-to-exec        {_median_ms(bw_tte):7.1f} ms")
-    print(f"bwrap whole run           {_median_ms(bw):7.1f} ms")
-    print(f"API sandbox.run per run   {_median_ms(api):7.1f} ms   "
-          f"(ratio to bwrap {statistics.median(api) / statistics.median(bw):.2f})")
+    py = statistics.median(samples["python -c pass"])
+    print(f"{'':26}{'median':>9}{'p90':>9}")
+    for name, values in samples.items():
+        extra = ""
+        if name == "CLI time-to-exec":
+            extra = f"   (python -c pass + {(statistics.median(values) - py) * 1000:.1f} ms; " \
+                    "target +10 ms)"
+        elif name == "API sandbox.run":
+            ratio = statistics.median(values) / statistics.median(samples["bwrap whole run"])
+            extra = f"   (ratio to bwrap whole run {ratio:.2f})"
+        print(f"{name:26}{_median_ms(values):7.1f}ms{_p90_ms(values):7.1f}ms{extra}")
     print(f"runs/second, 2 parallel:  API {rates['api']:.0f}   bwrap {rates['bwrap']:.0f}   "
           f"CLI {rates['cli']:.0f}")
-    print(f"load average at the end:  {os.getloadavg()[0]:.2f} (other work on the machine "
-          "skews every figure)")
+    print(f"load average (1/5/15 min) before: {load_before}   after: {_load()}  "
+          "(other work on the machine skews every figure)")
 
 
 if __name__ == "__main__":
