@@ -9,7 +9,10 @@ Names are imported lazily, so `import sandbox.audit.writer` stays cheap for the 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "AuditLog",

@@ -14,13 +14,14 @@ import os
 import pathlib
 import stat
 import time
-from collections.abc import Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING
 
 from sandbox.audit.files import last_line, rotated_name
 
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from types import TracebackType
+
     from sandbox.audit.events import EventType
 
 # Only what open() needs is imported with the module: the launcher imports and opens the

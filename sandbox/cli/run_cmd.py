@@ -9,22 +9,86 @@ the chosen policy, so they go through the same validation and show in the plan.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
+    import argparse
+
     from sandbox.launch.spec import LaunchSpec
 
-__all__ = ["build_parser", "run"]
+__all__ = ["RunArgs", "build_parser", "parse_fast", "run"]
 
 _NETWORKS = ("none", "loopback", "host")
 
 
+class RunArgs:
+    """The parsed options, as `parse_fast` makes them (the same names and defaults as the
+    argparse parser of `build_parser`)."""
+
+    def __init__(self) -> None:
+        self.policy: str | None = None
+        self.profile: str | None = None
+        self.ro_bind: list[str] = []
+        self.bind: list[str] = []
+        self.tmpfs: list[str] = []
+        self.setenv: list[str] = []
+        self.cwd: str | None = None
+        self.network: str | None = None
+        self.audit_log: str | None = None
+        self.json = False
+        self.result_fd: int | None = None
+        self.no_cache = False
+        self.command: list[str] = []
+
+
+# The options parse_fast knows: name -> takes a value.
+_FAST_OPTIONS = {"--policy": True, "--profile": True, "--audit-log": True,
+                 "--json": False, "--no-cache": False}
+
+
+def parse_fast(argv: list[str]) -> RunArgs | None:
+    """Parse ``[--profile NAME | --policy FILE] [--audit-log PATH] [--json] [--no-cache]
+    -- CMD ARGS...`` without argparse; None for anything else (argparse then parses it,
+    with its help and error messages).
+
+    Why: importing argparse and building the parser cost milliseconds before the program
+    runs. The result equals argparse's (tests/cli/test_run_fast_args.py compares them);
+    any doubt (a repeated or abbreviated option, ``--opt=value``, a value starting with
+    '-', both or neither of --profile/--policy) falls back to argparse.
+    """
+    args = RunArgs()
+    seen: set[str] = set()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            break
+        takes_value = _FAST_OPTIONS.get(arg)
+        if takes_value is None or arg in seen:
+            return None
+        seen.add(arg)
+        if takes_value:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            setattr(args, arg[2:].replace("-", "_"), argv[i + 1])
+            i += 2
+        else:
+            setattr(args, arg[2:].replace("-", "_"), True)
+            i += 1
+    if i >= len(argv) or ("--policy" in seen) == ("--profile" in seen):
+        return None
+    # argparse's REMAINDER keeps the "--"; run() drops it.
+    args.command = argv[i:]
+    return args
+
+
 def build_parser(parser: argparse.ArgumentParser) -> None:
     """Add ``sandbox run``'s options to ``parser``."""
+    import argparse  # noqa: PLC0415 -- only when argparse parses (see parse_fast)
+
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--policy", metavar="FILE", help="policy file (TOML)")
     source.add_argument("--profile", metavar="NAME", help="built-in profile, e.g. untrusted")
@@ -59,7 +123,7 @@ def _split(item: str) -> tuple[str, str]:
     return src, dst or src
 
 
-def overlay_text(args: argparse.Namespace, base: str) -> str | None:
+def overlay_text(args: argparse.Namespace | RunArgs, base: str) -> str | None:
     """The extra policy layer the options make (None without options)."""
     lines: list[str] = []
     binds = [
@@ -98,7 +162,7 @@ def overlay_text(args: argparse.Namespace, base: str) -> str | None:
     return f"extends = {_toml_string(base)}\n" + "\n".join(lines) + "\n"
 
 
-def _compile(args: argparse.Namespace, primary: str, overlay: str | None) -> LaunchSpec:
+def _compile(args: argparse.Namespace | RunArgs, primary: str, overlay: str | None) -> LaunchSpec:
     """Load, validate and compile (the slow path); store the result in the cache."""
     from sandbox.compile.plan_builder import compile_policy  # noqa: PLC0415
     from sandbox.launch.spec import spec_from_plan  # noqa: PLC0415
@@ -114,17 +178,22 @@ def _compile(args: argparse.Namespace, primary: str, overlay: str | None) -> Lau
     return spec
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the command; the exit code is the program's (or 124-127, 128+N)."""
+def _usage() -> int:
+    """The usage exit code; its enum module loads only on this error path."""
     from sandbox.cli.exit_codes import ExitCode  # noqa: PLC0415
 
+    return int(ExitCode.USAGE)
+
+
+def run(args: argparse.Namespace | RunArgs) -> int:
+    """Run the command; the exit code is the program's (or 124-127, 128+N)."""
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     if not command:
         print("sandbox run: no command given (sandbox run --profile NAME -- CMD ARGS...)",
               file=sys.stderr)
-        return ExitCode.USAGE
+        return _usage()
     if args.profile is not None:
         from sandbox._profiles import profile_file  # noqa: PLC0415
 
@@ -134,9 +203,10 @@ def run(args: argparse.Namespace) -> int:
 
             print(f"sandbox run: unknown profile {args.profile!r}; built-in profiles are: "
                   f"{', '.join(available_profiles())}", file=sys.stderr)
-            return ExitCode.USAGE
+            return _usage()
         primary, base = str(found), args.profile
     else:
+        assert args.policy is not None  # argparse and parse_fast require one of the two
         primary = os.path.abspath(args.policy)
         base = primary
     overlay = overlay_text(args, base)
@@ -152,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             spec = _compile(args, primary, overlay)
         except PolicyError as exc:
             print(str(exc), file=sys.stderr)
-            return ExitCode.USAGE
+            return _usage()
     from sandbox.launch.parent import IO, launch  # noqa: PLC0415
 
     io = IO(stdin=0, stdout=1, stderr=2, relay=spec.output_bytes is not None)
