@@ -99,52 +99,99 @@ class FilterCompileError(PolicyError):
         )
 
 
-def _witnesses(condition: ArgCondition) -> list[int]:
-    """Argument values that satisfy ``condition``, including ones with high bits set."""
-    top = (1 << 64) - 1
-    value = condition.value
-    found = {
-        "eq": [value],
-        "ne": [value ^ 1, value ^ (1 << 63)],
-        "lt": [value - 1, 0] if value else [],
-        "le": [value, 0],
-        "gt": [value + 1, top] if value < top else [],
-        "ge": [value, top],
-        "masked-eq": [value, value | (top & ~condition.mask)],
+_TOP = (1 << 64) - 1
+_MAX_PROBES = 20000
+
+
+def _holds(condition: ArgCondition, value: int) -> bool:
+    """The documented meaning of a condition, on a 64-bit argument."""
+    v = condition.value
+    return {
+        "eq": value == v,
+        "ne": value != v,
+        "lt": value < v,
+        "le": value <= v,
+        "gt": value > v,
+        "ge": value >= v,
+        "masked-eq": value & condition.mask == v,
     }[condition.op]
-    return [v for v in found if 0 <= v <= top]
 
 
-def _check_refusals_win(policy: SeccompPolicy, program: tuple[bpf.Instruction, ...]) -> None:
-    """Prove on the finished BPF that each refusing argument rule beats the grants.
+def _edge_values(conditions: list[ArgCondition]) -> list[int]:
+    """Values on and around every boundary the conditions on one argument draw."""
+    values = {0, 1, _TOP, 0xFFFFFFFF, 0x100000000}
+    for c in conditions:
+        for v in (c.value, c.value - 1, c.value + 1, c.value | (1 << 32), c.value ^ (1 << 63)):
+            values.add(v)
+        if c.op == "masked-eq":
+            values.add(c.value | (_TOP & ~c.mask))
+            values.add((c.value ^ c.mask) & c.mask)
+    return sorted(v for v in values if 0 <= v <= _TOP)
 
-    When a syscall's rules both allow and refuse, libseccomp lays them out as one chain
-    of tests; which matching rule wins is its choice, not ours. Fail closed: simulate the
-    filter on arguments that meet each refusal and refuse to build a filter that lets one
-    through.
+
+def _probes(rules: list[SyscallRule]) -> list[tuple[int, ...]]:
+    """Argument vectors that exercise every rule's boundaries, all arguments together."""
+    by_index: dict[int, list[ArgCondition]] = {}
+    for rule in rules:
+        for c in rule.conditions:
+            by_index.setdefault(c.index, []).append(c)
+    vectors: list[tuple[int, ...]] = [(0,) * 6]
+    for index in sorted(by_index):
+        grown = []
+        for vector in vectors:
+            for value in _edge_values(by_index[index]):
+                changed = list(vector)
+                changed[index] = value
+                grown.append(tuple(changed))
+        vectors = grown[:_MAX_PROBES]
+    return vectors
+
+
+def _check_filter_keeps_rules(
+    policy: SeccompPolicy, program: tuple[bpf.Instruction, ...]
+) -> None:
+    """Prove on the finished BPF that argument rules mean what the policy says.
+
+    libseccomp (2.5) can build filters that differ from the rules it was given when
+    rules of one syscall overlap or test several arguments: a refusal can be lost, an
+    allow widened. Fail closed: for every syscall with argument rules, simulate the
+    filter on argument values at and around every boundary the rules draw (all the
+    tested arguments together), and refuse to hand out a filter that lets through
+    something the rules refuse, or refuses something only allows match. The meaning: a
+    call is refused if any matching rule refuses; else allowed if any matching rule
+    allows; else the default action decides.
     """
+    default_grants = policy.default.action.grants
     by_syscall: dict[str, list[SyscallRule]] = {}
     for rule in policy.rules:
-        if rule.conditions and native_number(rule.syscall) >= 0:
+        if native_number(rule.syscall) >= 0:
             by_syscall.setdefault(rule.syscall, []).append(rule)
     for name, rules in by_syscall.items():
-        if not any(r.action.action.grants for r in rules):
+        if not any(r.conditions for r in rules):
             continue
-        for rule in (r for r in rules if not r.action.action.grants):
-            for condition in rule.conditions:
-                for witness in _witnesses(condition):
-                    args = [0] * 6
-                    args[condition.index] = witness
-                    decision = bpf.simulate(
-                        program, bpf.SeccompData(nr=native_number(name), args=tuple(args))
-                    )
-                    if decision.action in (bpf.Action.ALLOW, bpf.Action.LOG):
-                        raise FilterCompileError(
-                            rule.origin,
-                            f"{name} with arg{condition.index} = {witness:#x} should be "
-                            f"refused ({rule.action}) but the compiled filter allows it: "
-                            "another rule for it matches too; narrow the allowing rule",
-                        )
+        nr = native_number(name)
+        for args in _probes(rules):
+            matching = [r for r in rules if all(_holds(c, args[c.index]) for c in r.conditions)]
+            refusing = [r for r in matching if not r.action.action.grants]
+            if refusing:
+                expected = False
+            elif matching:
+                expected = True
+            else:
+                expected = default_grants
+            decision = bpf.simulate(program, bpf.SeccompData(nr=nr, args=args))
+            actual = decision.action in (bpf.Action.ALLOW, bpf.Action.LOG)
+            if actual != expected:
+                blame = refusing[0] if refusing else (matching[0] if matching else rules[0])
+                shown = ", ".join(f"{a:#x}" for a in args)
+                verdict = "allows" if actual else "refuses"
+                raise FilterCompileError(
+                    blame.origin,
+                    f"libseccomp built a filter that {verdict} {name}({shown}), which the "
+                    f"rules for {name} {'refuse' if actual else 'allow'}; the rules overlap "
+                    "in a way it cannot express: make them test one argument each, without "
+                    "overlapping",
+                )
 
 
 @dataclass(frozen=True)
@@ -217,7 +264,7 @@ def compile_seccomp(policy: SeccompPolicy) -> CompiledFilter:
                 f"{exc.strerror}",
             ) from None
     program = _export(filter_, "export_bpf")
-    _check_refusals_win(policy, bpf.decode(program))
+    _check_filter_keeps_rules(policy, bpf.decode(program))
     if not extra_arches:
         highest = max(native_number(name) for name in native_names())
         program = prepend_fast_path(
