@@ -333,6 +333,21 @@ def _allocate(rtnl: Rtnl, subnet: str) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"{ipaddress.IPv4Address(candidate)}/30")
 
 
+def _verify_unique(rtnl: Rtnl, network: ipaddress.IPv4Network, ours: int,
+                   lock_dir: str) -> None:
+    """Check that no other interface holds an address in our /30.
+
+    The lock makes this impossible between launchers that share ``lock_dir``; two that
+    do not (a misconfiguration) would otherwise both route the same /30 and each see
+    the other's traffic.
+    """
+    for a in rtnl.addresses():
+        if a.ifindex != ours and ipaddress.IPv4Address(a.address) in network:
+            raise NetworkSetupError(
+                "allocate", f"{network} is also in use on interface {a.ifindex}: another "
+                f"launcher allocated it without the lock in {lock_dir}")
+
+
 def _host_nameservers() -> list[str]:
     """The host's IPv4 resolvers a sandbox could reach (not 127.x: that is its own lo)."""
     for path in ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"):
@@ -595,6 +610,8 @@ class PrivateNetwork:
                     host_index = link.ifindex
                     rtnl.transact([rtnl.address_request(host_index, str(addressing.host), 30)],
                                   f"address {host_if}")
+                with _step("allocate", "verify the /30 is ours alone"):
+                    _verify_unique(rtnl, network, host_index, lock_dir)
             net = cls(prepared, addressing)
             net._netns_fd = netns_fd
             with _step("sysctl", f"harden {host_if}"):

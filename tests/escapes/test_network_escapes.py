@@ -35,7 +35,16 @@ from sandbox.launch.net_netlink import NETLINK_NETFILTER, Netlink
 from sandbox.launch.net_private import in_netns
 from sandbox.launch.network import PrivateNetwork, cleanup_stale
 from sandbox.plan.model import EgressTarget, PrivateNetworkPlan
-from tests.launch.netlab import ROOT, TEST_POOL, NetLab, lab_for, leftovers, needs_root
+from tests.launch.netlab import (
+    ROOT,
+    TEST_LOCK_DIR,
+    TEST_POOL,
+    NetLab,
+    lab_for,
+    needs_root,
+    traces,
+    wait_until,
+)
 
 pytestmark = [needs_root, pytest.mark.kernel]
 
@@ -47,8 +56,8 @@ def lab(tmp_path: pathlib.Path) -> Iterator[NetLab]:
 
 
 @pytest.fixture
-def lock_dir(tmp_path: pathlib.Path) -> str:
-    return str(tmp_path / "netlock")
+def lock_dir() -> str:
+    return TEST_LOCK_DIR
 
 
 def run_id() -> str:
@@ -145,8 +154,9 @@ def test_a_killed_launcher_does_not_open_the_sandbox(lab: NetLab, lock_dir: str)
     and the next cleanup_stale cuts the orphaned link."""
     a = lab.host(tcp=(8080, 9090))
     sb = lab.sandbox()
+    rid = run_id()
     code = _LAUNCHER.format(root=str(ROOT), target=f"{a.address}/32", pool=TEST_POOL,
-                            run=run_id(), pid=sb.pid, lock=lock_dir)
+                            run=rid, pid=sb.pid, lock=lock_dir)
     launcher = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True)
     try:
@@ -160,14 +170,14 @@ def test_a_killed_launcher_does_not_open_the_sandbox(lab: NetLab, lock_dir: str)
         # sandbox loses its network rather than gaining any.
         assert not sb("tcp", host=a.address, port=8080, timeout=0.5)["ok"]
         assert a.seen() == [f"tcp 8080 {a.gateway}"]
-        assert cleanup_stale(lock_dir) == [host_if]
+        assert host_if in cleanup_stale(lock_dir)
         assert sb("tcp", host=a.address, port=8080, timeout=0.5)["error"] in {
             "ENETUNREACH", "EHOSTUNREACH", "timeout"}
     finally:
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
-    assert not [v for v in leftovers().values() if v]
+    assert traces([rid]) == {}
 
 
 def test_dns_and_encrypted_dns_to_other_resolvers_go_nowhere(lab: NetLab, lock_dir: str) -> None:
@@ -244,6 +254,4 @@ def _mac(ifname: str) -> str:
 
 
 def _eventually(predicate: object, timeout: float = 3.0) -> bool:
-    from tests.launch.netlab import wait_until
-
     return wait_until(predicate, timeout)

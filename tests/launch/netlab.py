@@ -19,17 +19,22 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
+
+from sandbox.launch.net_private import host_link_name
 
 AGENT = pathlib.Path(__file__).with_name("netlab_agent.py")
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEST_NET = ipaddress.IPv4Network("198.18.0.0/15")
 # Runs under test take their /30s from here; not the default pool, so a test never
-# collides with (or cleans up) a real run on the same machine.
+# collides with a real run on the same machine.
 TEST_POOL = "10.213.192.0/20"
+# One lock directory for every test session on the machine: allocation is only safe
+# between launchers that share the lock (as all real launchers share LOCK_DIR).
+TEST_LOCK_DIR = "/run/sandbox/net-test"
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("unshare") is None,
@@ -176,26 +181,33 @@ def lab_for(tmp: pathlib.Path) -> Iterator[NetLab]:
         lab.close()
 
 
-def leftovers() -> dict[str, list[str]]:
-    """What a run could leave behind on the host: links, addresses, routes, nft tables."""
-    links = [ln.split()[0] for ln in _run("ip", "-br", "link").stdout.splitlines()
-             if ln.startswith("sbx") and not ln.startswith("sbxtest")]
-    links = [ln.split("@")[0] for ln in links]
-    pool = ipaddress.IPv4Network(TEST_POOL)
-    addresses = []
+def traces(run_ids: Iterable[str], networks: Iterable[str] = ()) -> dict[str, list[str]]:
+    """What is left on the host of these runs: links, nft tables, addresses, routes.
+
+    Scoped to the given runs (their link and table names, their /30s) rather than to
+    everything that looks like ours, so that another test session running at the same
+    time cannot make this one fail.
+    """
+    names = {host_link_name(r) for r in run_ids}
+    nets = [ipaddress.IPv4Network(n) for n in networks]
+    links = [ln.split()[0].split("@")[0] for ln in _run("ip", "-br", "link").stdout.splitlines()]
+    found: dict[str, list[str]] = {"links": [n for n in links if n in names]}
+    found["addresses"] = []
     for line in _run("ip", "-4", "-br", "addr").stdout.splitlines():
         for token in line.split()[2:]:
             with contextlib.suppress(ValueError):
-                if ipaddress.IPv4Interface(token).ip in pool:
-                    addresses.append(token)
-    routes = [ln for ln in _run("ip", "-4", "route", "show", "table", "all").stdout.splitlines()
-              if ln.split()[0:1] and _in_pool(ln.split()[0], pool)]
-    tables = []
+                if any(ipaddress.IPv4Interface(token).ip in n for n in nets):
+                    found["addresses"].append(token)
+    found["routes"] = [
+        ln for ln in _run("ip", "-4", "route", "show", "table", "all").stdout.splitlines()
+        if ln.split()[0:1] and any(_in_pool(ln.split()[0], n) for n in nets)]
+    found["tables"] = []
     nft = shutil.which("nft")
     if nft:
-        tables = [ln for ln in _run(nft, "list", "tables").stdout.splitlines()
-                  if " sbx" in ln]
-    return {"links": links, "addresses": addresses, "routes": routes, "tables": tables}
+        tables = {n[:-1] for n in names}
+        found["tables"] = [ln for ln in _run(nft, "list", "tables").stdout.splitlines()
+                           if ln.split()[-1:] and ln.split()[-1] in tables]
+    return {k: v for k, v in found.items() if v}
 
 
 def _in_pool(token: str, pool: ipaddress.IPv4Network) -> bool:

@@ -8,6 +8,7 @@ and the last assertions of several tests are that nothing of a run is left.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
 import pathlib
@@ -32,11 +33,12 @@ from sandbox.launch.network import (
 from sandbox.plan.model import EgressTarget, PrivateNetworkPlan
 from tests.launch.netlab import (
     ROOT,
+    TEST_LOCK_DIR,
     TEST_POOL,
     NetLab,
     lab_for,
-    leftovers,
     needs_root,
+    traces,
     wait_until,
 )
 
@@ -54,8 +56,8 @@ def lab(tmp_path: pathlib.Path) -> Iterator[NetLab]:
 
 
 @pytest.fixture
-def lock_dir(tmp_path: pathlib.Path) -> str:
-    return str(tmp_path / "netlock")
+def lock_dir() -> str:
+    return TEST_LOCK_DIR
 
 
 def run_id() -> str:
@@ -72,10 +74,6 @@ def named(host: str, port: int) -> EgressTarget:
 
 def plan(*allow: EgressTarget, egress: str = "enforce", mtu: int = 1500) -> PrivateNetworkPlan:
     return PrivateNetworkPlan(allow=allow, egress=egress, subnet=TEST_POOL, mtu=mtu)
-
-
-def no_leftovers() -> dict[str, list[str]]:
-    return {k: v for k, v in leftovers().items() if v}
 
 
 # --- none and loopback -------------------------------------------------------------------------
@@ -173,7 +171,7 @@ def test_names_are_pinned_and_unlisted_names_do_not_resolve(
         assert sb("tcp", host="mirror.test", port=8080) == {"ok": True, "data": "hello 8080"}
         assert not [f for f in net.denied_flows() if f.port in (53, 853)]
     assert not pathlib.Path(hosts).exists()
-    assert sorted(os.listdir(lock_dir)) == ["alloc.lock"]
+    assert prepared.etc_dir is None
 
 
 def test_icmp_and_raw_sockets_are_refused(lab: NetLab, lock_dir: str) -> None:
@@ -308,31 +306,35 @@ sys.path.insert(0, {root!r})
 from sandbox.launch.network import PrivateNetwork
 from sandbox.plan.model import PrivateNetworkPlan
 plan = PrivateNetworkPlan(allow=(), egress="enforce", subnet={pool!r}, mtu=1500)
-net = PrivateNetwork.setup(sys.argv[1], int(sys.argv[2]), plan, lock_dir={lock!r})
+from sandbox.launch.net_private import prepare
+prepared = prepare(sys.argv[1], plan)
+prepared.write_etc({lock!r})
+net = PrivateNetwork.attach(prepared, int(sys.argv[2]), lock_dir={lock!r})
 print(json.dumps({{"network": str(net.network), "host_if": net.host_if,
-                  "table": net.table}}), flush=True)
+                  "table": net.table, "etc": net.prepared.etc_dir}}), flush=True)
 sys.stdin.read()
 net.teardown()
 print("done", flush=True)
 """
 
 
-def _worker(lock_dir: str, child_pid: int) -> subprocess.Popen[str]:
+def _worker(lock_dir: str, child_pid: int, rid: str) -> subprocess.Popen[str]:
     code = _WORKER.format(root=str(ROOT), pool=TEST_POOL, lock=lock_dir)
-    return subprocess.Popen([sys.executable, "-c", code, run_id(), str(child_pid)],
+    return subprocess.Popen([sys.executable, "-c", code, rid, str(child_pid)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow
 def test_twenty_concurrent_runs_get_distinct_links_and_leave_nothing(lock_dir: str) -> None:
     """20 launchers set up at once (separate processes): 20 distinct /30s and interfaces;
-    after teardown no link, address, route, nf_tables table or state file remains."""
+    after teardown no link, address, route, nf_tables table or /etc file remains."""
     children = [subprocess.Popen(["unshare", "--net", "sleep", "120"]) for _ in range(20)]
+    rids = [run_id() for _ in children]
     workers: list[subprocess.Popen[str]] = []
+    infos: list[dict[str, str]] = []
     try:
         time.sleep(0.2)
-        workers = [_worker(lock_dir, c.pid) for c in children]
-        infos = []
+        workers = [_worker(lock_dir, c.pid, r) for c, r in zip(children, rids, strict=True)]
         for w in workers:
             assert w.stdout is not None
             line = w.stdout.readline()
@@ -341,7 +343,9 @@ def test_twenty_concurrent_runs_get_distinct_links_and_leave_nothing(lock_dir: s
         networks = [i["network"] for i in infos]
         assert len(set(networks)) == 20
         assert len({i["host_if"] for i in infos}) == 20
-        assert len(leftovers()["links"]) >= 20
+        assert all(ipaddress.IPv4Network(n).subnet_of(ipaddress.IPv4Network(TEST_POOL))
+                   for n in networks)
+        assert len(traces(rids, networks)["links"]) == 20
         for w in workers:
             assert w.stdin is not None
             w.stdin.close()
@@ -357,8 +361,8 @@ def test_twenty_concurrent_runs_get_distinct_links_and_leave_nothing(lock_dir: s
         for c in children:
             c.kill()
             c.wait()
-    assert no_leftovers() == {}
-    assert sorted(os.listdir(lock_dir)) == ["alloc.lock"]
+    assert traces(rids, [i["network"] for i in infos]) == {}
+    assert not [i["etc"] for i in infos if os.path.exists(i["etc"])]
 
 
 def test_a_killed_launcher_leaves_only_a_link_that_cleanup_stale_removes(
@@ -368,24 +372,26 @@ def test_a_killed_launcher_leaves_only_a_link_that_cleanup_stale_removes(
     run's link is left alone)."""
     sb = lab.sandbox()
     other = lab.sandbox()
-    w = _worker(lock_dir, sb.pid)
+    dead_rid, live_rid = run_id(), run_id()
+    w = _worker(lock_dir, sb.pid, dead_rid)
     try:
         assert w.stdout is not None
         info = json.loads(w.stdout.readline())
-        with PrivateNetwork.setup(run_id(), other.pid, plan(), lock_dir=lock_dir) as live:
+        with PrivateNetwork.setup(live_rid, other.pid, plan(), lock_dir=lock_dir) as live:
             w.send_signal(signal.SIGKILL)
             w.wait()
-            assert wait_until(lambda: not [t for t in leftovers()["tables"]
-                                           if info["table"] in t]) or not shutil.which("nft")
-            assert info["host_if"] in leftovers()["links"]
-            assert cleanup_stale(lock_dir) == [info["host_if"]]
-            assert info["host_if"] not in leftovers()["links"]
-            assert live.host_if in leftovers()["links"]
+            assert wait_until(lambda: "tables" not in traces([dead_rid]))
+            assert traces([dead_rid]) == {"links": [info["host_if"]]}
+            removed = cleanup_stale(lock_dir)
+            assert info["host_if"] in removed and info["etc"] in removed
+            assert live.host_if not in removed
+            assert traces([dead_rid], [info["network"]]) == {}
+            assert traces([live_rid])["links"] == [live.host_if]
     finally:
         if w.poll() is None:
             w.kill()
             w.wait()
-    assert no_leftovers() == {}
+    assert traces([dead_rid, live_rid], [info["network"], str(live.network)]) == {}
 
 
 def test_cleanup_stale_removes_etc_files_of_dead_launchers_only(lock_dir: str) -> None:
@@ -398,30 +404,35 @@ def test_cleanup_stale_removes_etc_files_of_dead_launchers_only(lock_dir: str) -
     gone.wait()
     assert dead.etc_dir is not None and live.etc_dir is not None
     pathlib.Path(dead.etc_dir, "launcher").write_text(f"{gone.pid} 1\n")
-    assert cleanup_stale(lock_dir) == [dead.etc_dir]
+    dead_dir = dead.etc_dir
+    removed = cleanup_stale(lock_dir)
+    assert dead_dir in removed and live.etc_dir not in removed
+    assert not os.path.exists(dead_dir)
     assert os.path.isdir(live.etc_dir)
     live.remove_etc()
-    assert sorted(os.listdir(lock_dir)) == ["alloc.lock"]
 
 
 def test_teardown_is_idempotent_and_keeps_the_final_record(lab: NetLab, lock_dir: str) -> None:
     """teardown twice is fine; denied_flows afterwards returns what was read at teardown."""
     a = lab.host(tcp=(9090,))
     sb = lab.sandbox()
-    net = PrivateNetwork.setup(run_id(), sb.pid, plan(), lock_dir=lock_dir)
+    rid = run_id()
+    net = PrivateNetwork.setup(rid, sb.pid, plan(), lock_dir=lock_dir)
     sb("tcp", host=a.address, port=9090)
     net.teardown()
     net.teardown()
     assert [(f.destination, f.port) for f in net.denied_flows()] == [(a.address, 9090)]
-    assert no_leftovers() == {}
+    assert traces([rid], [str(net.network)]) == {}
 
 
 def test_setup_refuses_a_child_still_in_the_host_namespace(lock_dir: str) -> None:
     """A child that has not unshared yet: configuring "its" namespace would configure the
     host's, so attach refuses (step netns), creates nothing and removes the /etc files."""
     child = subprocess.Popen(["sleep", "30"])
-    prepared = net_private.prepare(run_id(), plan())
+    rid = run_id()
+    prepared = net_private.prepare(rid, plan())
     prepared.write_etc(lock_dir)
+    etc = prepared.etc_dir
     try:
         with pytest.raises(NetworkSetupError) as err:
             PrivateNetwork.attach(prepared, child.pid, lock_dir=lock_dir)
@@ -429,8 +440,8 @@ def test_setup_refuses_a_child_still_in_the_host_namespace(lock_dir: str) -> Non
         child.kill()
         child.wait()
     assert err.value.step == "netns"
-    assert no_leftovers() == {}
-    assert sorted(os.listdir(lock_dir)) == ["alloc.lock"]
+    assert traces([rid]) == {}
+    assert etc is not None and not os.path.exists(etc)
 
 
 def test_a_failure_midway_undoes_everything(lab: NetLab, lock_dir: str,
@@ -446,21 +457,40 @@ def test_a_failure_midway_undoes_everything(lab: NetLab, lock_dir: str,
         return rs
 
     monkeypatch.setattr(net_private, "host_ruleset", broken)
+    rid = run_id()
     with pytest.raises(NetworkSetupError) as err:
-        PrivateNetwork.setup(run_id(), sb.pid, plan(), lock_dir=lock_dir)
+        PrivateNetwork.setup(rid, sb.pid, plan(), lock_dir=lock_dir)
     assert err.value.step == "filter"
     assert err.value.errno == errno.ENOENT
-    assert no_leftovers() == {}
+    assert traces([rid]) == {}
+
+
+def test_a_doubly_allocated_slash30_is_caught_and_refused(
+        lab: NetLab, lock_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If two launchers ever picked the same /30 (they would have to use different lock
+    directories), the second sees the other address after adding its own and refuses,
+    leaving the first run untouched."""
+    first, second = lab.sandbox(), lab.sandbox()
+    with PrivateNetwork.setup(run_id(), first.pid, plan(), lock_dir=lock_dir) as net:
+        monkeypatch.setattr(net_private, "_allocate", lambda rtnl, subnet: net.network)
+        rid = run_id()
+        with pytest.raises(NetworkSetupError) as err:
+            PrivateNetwork.setup(rid, second.pid, plan(), lock_dir=lock_dir)
+        assert err.value.step == "allocate"
+        assert "without the lock" in err.value.reason
+        assert traces([rid]) == {}
+        assert traces([net.run_id])["links"] == [net.host_if]
 
 
 def test_an_impossible_mtu_fails_at_the_veth_step(lab: NetLab, lock_dir: str) -> None:
     """The kernel's refusal is reported with the step and errno, and nothing is left."""
     sb = lab.sandbox()
+    rid = run_id()
     with pytest.raises(NetworkSetupError) as err:
-        PrivateNetwork.setup(run_id(), sb.pid, plan(mtu=70000), lock_dir=lock_dir)
+        PrivateNetwork.setup(rid, sb.pid, plan(mtu=70000), lock_dir=lock_dir)
     assert err.value.step == "veth"
     assert err.value.errno == errno.EINVAL
-    assert no_leftovers() == {}
+    assert traces([rid]) == {}
 
 
 @pytest.mark.parametrize("wrapper", [
@@ -475,19 +505,20 @@ def test_rootless_callers_are_refused_with_a_clear_reason(
     if shutil.which(wrapper[0]) is None:
         pytest.skip(f"needs {wrapper[0]}")
     sb = lab.sandbox()
+    rid = run_id()
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from sandbox.launch.network import PrivateNetwork, NetworkSetupError\n"
         "from sandbox.plan.model import PrivateNetworkPlan\n"
         f"p = PrivateNetworkPlan(allow=(), egress='enforce', subnet={TEST_POOL!r}, mtu=1500)\n"
-        f"try:\n    PrivateNetwork.setup('r', {sb.pid}, p, lock_dir={str(tmp_path / 'lock')!r})\n"
+        f"try:\n    PrivateNetwork.setup({rid!r}, {sb.pid}, p, lock_dir={str(tmp_path)!r})\n"
         "except NetworkSetupError as e:\n    print(e.step, '|', e.reason)\n"
     )
     out = subprocess.run([*wrapper, sys.executable, "-c", code], capture_output=True,
                          text=True, check=False)
     assert out.stdout.startswith("privileges | private networking needs root"), out.stderr
     assert "use loopback or none" in out.stdout
-    assert no_leftovers() == {}
+    assert traces([rid]) == {}
 
 
 def test_warns_when_replies_cannot_be_forwarded(lab: NetLab, lock_dir: str) -> None:
