@@ -24,6 +24,15 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     add_policy_arguments(parser, many=True)
 
 
+def _size(value: int | None) -> str:
+    if value is None:
+        return "unlimited"
+    for unit, shift in (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if value >= 1 << shift and value % (1 << shift) == 0:
+            return f"{value >> shift}{unit}"
+    return f"{value} bytes"
+
+
 def summary_line(label: str, policy: Policy) -> str:
     """One line saying what a valid policy amounts to."""
     allowed = sum(
@@ -32,7 +41,7 @@ def summary_line(label: str, policy: Policy) -> str:
     )
     base = f" (extends {len(policy.sources) - 1} profile(s))" if len(policy.sources) > 1 else ""
     limits = policy.limits
-    memory = f"{limits.memory >> 20}M" if limits.memory else "unlimited"
+    memory = _size(limits.memory)
     return (
         f"{label}: ok: policy '{policy.name}'{base}; {allowed} syscalls allowed, others "
         f"{policy.seccomp.default}; {len(policy.capabilities)} capabilities kept; network "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import types
 import typing
@@ -106,4 +107,13 @@ def plan_from_json(text: str | bytes) -> Plan:
         )
     plan = _decode(Plan, data, "plan")
     assert isinstance(plan, Plan)
+    # The filter is what the kernel will enforce: refuse one that is not what the plan
+    # says it is (a truncated or edited BPF, or a hash that does not match it).
+    program = plan.seccomp.bpf
+    if not program or len(program) % 8:
+        raise PlanFormatError("plan.seccomp.bpf is not a whole number of BPF instructions")
+    if len(program) // 8 != plan.seccomp.instructions:
+        raise PlanFormatError("plan.seccomp.instructions does not match the BPF's length")
+    if hashlib.sha256(program).hexdigest() != plan.seccomp.sha256:
+        raise PlanFormatError("plan.seccomp.sha256 does not match the BPF")
     return plan

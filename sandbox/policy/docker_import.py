@@ -86,9 +86,11 @@ def _applies(entry: Mapping[str, Any], arch: str, caps: frozenset[str]) -> tuple
 
 
 def _errno_name(number: object) -> str:
-    if not isinstance(number, int):
+    if isinstance(number, bool) or not isinstance(number, int):
         raise DockerImportError(f"errnoRet must be a number, not {number!r}")
-    return errno.errorcode.get(number, "EPERM")
+    if number not in errno.errorcode:
+        raise DockerImportError(f"errnoRet {number} is not an errno this system knows")
+    return errno.errorcode[number]
 
 
 def _strings(value: object, where: str) -> list[str]:

@@ -271,3 +271,32 @@ def test_reading_a_plan_imports_no_policy_or_compiler_library(tmp_path: Path,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_plan_whose_bpf_does_not_match_its_hash_or_length_is_refused():
+    """An edited or truncated filter in a plan file is refused, never handed to the launcher."""
+    import json
+
+    from sandbox.compile.plan_builder import compile_policy
+    from sandbox.plan.codec import PlanFormatError, plan_from_json, plan_to_json
+    from sandbox.policy.load import load_profile
+
+    data = json.loads(plan_to_json(compile_policy(load_profile("untrusted"))))
+    import base64
+
+    program = base64.b64decode(data["seccomp"]["bpf"])
+    for damaged, reason in (
+        (program[:-8], "instructions"),
+        (program[:-3], "whole number"),
+        (program[:-8] + bytes(8), "sha256"),
+    ):
+        copy = json.loads(json.dumps(data))
+        copy["seccomp"]["bpf"] = base64.b64encode(damaged).decode()
+        if reason == "sha256":
+            copy["seccomp"]["instructions"] = len(damaged) // 8
+        try:
+            plan_from_json(json.dumps(copy))
+        except PlanFormatError as exc:
+            assert reason in exc.reason
+        else:
+            raise AssertionError(f"damaged BPF accepted ({reason})")
