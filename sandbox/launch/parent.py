@@ -337,6 +337,23 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         # The program runs: only now pay for rendering audit records.
         assert audit is not None
         audit.start()
+        # Each step below was applied and verified before exec (a failure would have
+        # ended the run with setup-failed), so the record states what the program got.
+        audit.emit("run.step", step="namespaces",
+                   details={"created": list(spec.namespaces), "hostname": spec.hostname,
+                            "network": spec.network})
+        audit.emit("run.step", step="idmap",
+                   details={"mode": spec.idmap_mode, "uid_map": [list(r) for r in spec.uid_map],
+                            "gid_map": [list(r) for r in spec.gid_map],
+                            "setgroups": "deny" if spec.setgroups_deny else "allow"})
+        audit.emit("run.step", step="mounts",
+                   details={"steps": len(spec.mounts), "root": "tmpfs, read-only",
+                            "binds": [m.get("dst") for m in spec.mounts
+                                      if m.get("kind") == "bind"]})
+        audit.emit("run.step", step="rlimits", details=dict(spec.rlimits))
+        audit.emit("run.step", step="capabilities",
+                   details={"kept": list(spec.capability_names), "sets": "all five"})
+        audit.emit("run.step", step="no_new_privs", details={"verified": True})
         if cgroup is not None:
             audit.emit("run.step", step="cgroup", details=cgroup.describe())
         for line in notes:
