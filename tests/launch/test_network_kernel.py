@@ -15,6 +15,7 @@ import pathlib
 import secrets
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.launch import net_filter, net_private
+from sandbox.launch.net_netlink import NETLINK_NETFILTER, Netlink, be32, nest, strz
 from sandbox.launch.network import (
     NetworkSetupError,
     PrivateNetwork,
@@ -530,3 +532,33 @@ def test_warns_when_replies_cannot_be_forwarded(lab: NetLab, lock_dir: str) -> N
                               lock_dir=lock_dir) as net:
         assert any(a.host_if in w and "forwarding = 0" in w for w in net.warnings)
         assert sb("tcp", host=a.address, port=8080, timeout=1.0)["error"] == "timeout"
+
+
+def test_warns_about_a_host_table_that_drops_forwarded_packets() -> None:
+    """Another table's forward chain with policy drop stops allowed traffic whatever ours
+    accepts; the warning names it. (Played in a namespace of its own, so the host's
+    forwarding is never touched.)"""
+    gen = struct.pack("=BBH", net_filter.NFPROTO_INET, 0, 0)
+    table = strz(1, "hostfw")
+    chain = table + strz(3, "forward") + nest(4, be32(1, 2), be32(2, 0)) + be32(5, 0) + \
+        strz(7, "filter")
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "30"])
+    try:
+        time.sleep(0.1)
+        fd = os.open(f"/proc/{holder.pid}/ns/net", os.O_RDONLY)
+        try:
+            with net_private.in_netns(fd):
+                with Netlink(NETLINK_NETFILTER) as nl:
+                    nl.batch([(net_filter._msg(0), 0x400, gen + table),
+                              (net_filter._msg(3), 0x400, gen + chain)],
+                             "host firewall", net_filter.NFNL_SUBSYS_NFTABLES)
+                    warnings = list(net_private._forward_drop_warnings())
+            untouched = list(net_private._forward_drop_warnings())  # back on the host
+        finally:
+            os.close(fd)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(warnings) == 1
+    assert "table hostfw chain forward drops forwarded packets" in warnings[0]
+    assert not [w for w in untouched if "hostfw" in w]
