@@ -547,12 +547,11 @@ def test_warns_about_a_host_table_that_drops_forwarded_packets() -> None:
         time.sleep(0.1)
         fd = os.open(f"/proc/{holder.pid}/ns/net", os.O_RDONLY)
         try:
-            with net_private.in_netns(fd):
-                with Netlink(NETLINK_NETFILTER) as nl:
-                    nl.batch([(net_filter._msg(0), 0x400, gen + table),
-                              (net_filter._msg(3), 0x400, gen + chain)],
-                             "host firewall", net_filter.NFNL_SUBSYS_NFTABLES)
-                    warnings = list(net_private._forward_drop_warnings())
+            with net_private.in_netns(fd), Netlink(NETLINK_NETFILTER) as nl:
+                nl.batch([(net_filter._msg(0), 0x400, gen + table),
+                          (net_filter._msg(3), 0x400, gen + chain)],
+                         "host firewall", net_filter.NFNL_SUBSYS_NFTABLES)
+                warnings = list(net_private._forward_drop_warnings())
             untouched = list(net_private._forward_drop_warnings())  # back on the host
         finally:
             os.close(fd)
