@@ -2,11 +2,11 @@
 
 Three processes take part (as in bubblewrap with a pid namespace):
 
-* the *holder* (forked by the launcher) unshares the namespaces and waits for the
-  parent to write its id maps, then forks
+* the *holder* (forked by the launcher, and moved into the run's cgroup meanwhile)
+  unshares the namespaces and waits for the parent to write its id maps, then forks
 * *init*, pid 1 of the new pid namespace, which builds the root (a fresh /proc must be
-  mounted from inside the namespace) while the parent moves it into the run's cgroup,
-  waits at the gate, and forks
+  mounted from inside the namespace), waits at the gate until the parent has checked
+  that it is in the run's cgroup, and forks
 * the *program* process, which drops everything and execs.
 
 Without a pid namespace the holder does all three parts itself.

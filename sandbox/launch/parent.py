@@ -10,6 +10,7 @@ fork, while the child is busy unsharing, so the two costs overlap.
 from __future__ import annotations
 
 import _socket
+import _thread
 import contextlib
 import errno
 import os
@@ -214,6 +215,56 @@ def _open_cgroup(spec: LaunchSpec, run_id: str) -> tuple[Any, str | None]:
         return None, f"no cgroup: {reason}"
 
 
+class _CgroupMove:
+    """Create the run's cgroup and move the holder into it, on a helper thread.
+
+    Why a thread: the first move into a v1 cgroup after a quiet spell waits for an RCU
+    grace period (5-30 ms on a loaded 2-CPU VM) before the kernel takes its lock. On
+    its own thread that wait overlaps the child's unshare, the id maps and pid 1's
+    root build instead of following them. Why the holder: it is the first process of
+    the run, it exists as soon as we fork, and its pid is ours until we reap it; pid 1
+    and the program then start inside (pid 1 is moved again in case it was forked
+    before the move finished). The thread starts after the launcher's only fork and is
+    joined before the gate opens and before the holder can be reaped.
+    """
+
+    def __init__(self, spec: LaunchSpec, run_id: str, holder: int) -> None:
+        self.cgroup: Any = None
+        self.note: str | None = None
+        self.error: SetupError | None = None
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        _thread.start_new_thread(self._run, (spec, run_id, holder))
+
+    def _run(self, spec: LaunchSpec, run_id: str, holder: int) -> None:
+        try:
+            self.cgroup, self.note = _open_cgroup(spec, run_id)
+            if self.cgroup is not None:
+                self.cgroup.attach(holder)
+        except SetupError as exc:
+            self.error = exc
+        except OSError as exc:
+            self.error = SetupError("cgroup", exc.errno or errno.EIO, None, f"attach: {exc}")
+        except BaseException as exc:  # reported by the launching thread, which raises it
+            self.error = SetupError("cgroup", errno.EIO, None, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._done.release()
+
+    def finish(self) -> Any:
+        """Wait for the thread; the cgroup (or None), whatever happened."""
+        with self._done:
+            return self.cgroup
+
+    def result(self, notes: list[str]) -> Any:
+        """Wait for the thread; the cgroup (or None, with a note); SetupError on failure."""
+        cgroup = self.finish()
+        if self.error is not None:
+            raise self.error
+        if self.note:
+            notes.append(self.note)
+        return cgroup
+
+
 def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str | None = None,
            env: dict[str, str] | None = None, audit_log: str | None = None,
            forward_signals: bool = False) -> Result:
@@ -266,19 +317,18 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     cgroup: Any = None
     init_pid: int | None = None
     init_pidfd: int | None = None
+    mover: _CgroupMove | None = None
     try:
         # 5. While the child unshares (a new network namespace takes milliseconds): the
-        #    audit log (fail closed: no record, no run) and the run's cgroup with its
-        #    limits written and read back. Both are needed only from step 7 on.
+        #    run's cgroup, with its limits written and read back, and the holder moved
+        #    into it, on a helper thread (see _CgroupMove: the move waits for an RCU
+        #    grace period); here the audit log (fail closed: no record, no run).
+        mover = _CgroupMove(spec, run_id, pid)
         log, note = _open_audit(spec, audit_log)
         if note:
             notes.append(note)
         _mark("audit_open")
         audit = _Audit(log, run_id, spec, argv)
-        cgroup, note = _open_cgroup(spec, run_id)
-        if note:
-            notes.append(note)
-        _mark("cgroup_created")
         # 6. The child has its namespaces: write its id maps through a pidfd-checked
         #    /proc handle; only then may it go on (as an id of its own namespace).
         if sync.recv(16) != b"U":
@@ -289,13 +339,14 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                                  userns.map_text(spec.gid_map), spec.setgroups_deny)
         _mark("id_maps")
         sync.send(b"G")
-        # 7. Move the process that will fork the program into the cgroup, then open the
-        #    gate ("X"). With a pid namespace that is pid 1, moved as soon as its host pid
-        #    arrives ("P"): a v1 move waits for an RCU grace period (milliseconds), which
-        #    then passes while pid 1 builds the root. Its pid cannot be recycled under
-        #    us: the holder does not reap it before the gate opens. Without a pid
-        #    namespace it is the holder itself, our own unreaped child, at its gate
-        #    ("R"). Nothing of the program exists before the gate opens.
+        # 7. The process that will fork the program must be in the cgroup before the
+        #    gate ("X") opens. With a pid namespace that is pid 1: the holder may have
+        #    forked it before its own move finished, so it is moved too, as soon as its
+        #    host pid arrives ("P") and the holder's move is done (the lock is then warm:
+        #    this move is fast). Its pid cannot be recycled under us: the holder does not
+        #    reap it before the gate opens. Without a pid namespace it is the holder
+        #    itself, our own unreaped child. Nothing of the program exists before the
+        #    gate opens, and the gate opens only after the moves were verified.
         ready = attached = False
         while not (ready and attached):
             msg = sync.recv(16)
@@ -308,13 +359,16 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                 except OSError as exc:
                     raise SetupError("pidfd", exc.errno or errno.ESRCH, None,
                                      "pid 1") from None
+                cgroup = mover.result(notes)
+                _mark("cgroup_created")
                 _attach(cgroup, init_pid, err_r)
                 attached = True
             elif msg == b"R":
                 _mark("child_at_gate")
                 ready = True
                 if not ctx.new_pid:
-                    _attach(cgroup, pid, err_r)
+                    cgroup = mover.result(notes)
+                    _mark("cgroup_created")
                     attached = True
         _mark("cgroup_attached")
         # One "X" for each process waiting at the gate: pid 1 and the holder (which
@@ -323,6 +377,9 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         if ctx.new_pid:
             sync.send(b"X")
     except SetupError as exc:
+        # The helper thread must be done before the holder is reaped: until then it
+        # may still write the holder's pid, which reaping would free for reuse.
+        cgroup = mover.finish() if mover is not None else cgroup
         _abort(pid, pidfd, init_pidfd)
         for fd in (err_r, status_r, *outputs):
             os.close(fd)
