@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RunArgs", "build_parser", "parse_fast", "run"]
 
-_NETWORKS = ("none", "loopback", "host")
+_NETWORKS = ("none", "loopback", "private", "host")
 
 
 class RunArgs:

@@ -83,7 +83,7 @@ def prepare(spec: LaunchSpec, argv: list[str], *, cwd: str | None,
     if not argv:
         raise SetupError("argv", errno.EINVAL, None, "no command given")
     namespaces = set(spec.namespaces)
-    if spec.network not in ("none", "loopback", "host"):
+    if spec.network not in ("none", "loopback", "private", "host"):
         # Fail closed: a network mode this launcher cannot build is not silently "host".
         raise SetupError("network", errno.EOPNOTSUPP, None,
                          f"network mode {spec.network!r} is not supported by this launcher")
@@ -276,6 +276,10 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     # 1. Decide everything before fork; a plan this launcher cannot apply stops here.
     try:
         ctx = prepare(spec, argv, cwd=cwd, env=env)
+        # 1b. A private network: pin the allowed names and write the sandbox's
+        #     /etc/hosts and /etc/resolv.conf now, so pid 1 binds them read-only while it
+        #     builds the root; the link itself needs the child's namespace (step 6b).
+        prepared = _prepare_network(spec, run_id, ctx) if spec.network == "private" else None
     except SetupError as exc:
         return _setup_failed(spec, argv, run_id, started, exc, None, [])
     _mark("prepared")
@@ -315,6 +319,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     notes: list[str] = []
     audit: _Audit | None = None
     cgroup: Any = None
+    net: Any = None
     init_pid: int | None = None
     init_pidfd: int | None = None
     mover: _CgroupMove | None = None
@@ -339,6 +344,12 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                                  userns.map_text(spec.gid_map), spec.setgroups_deny)
         _mark("id_maps")
         sync.send(b"G")
+        # 6b. The private link while pid 1 builds the root: the veth into the holder's
+        #     network namespace, both filters, then the link up (net_private). The
+        #     program cannot exist yet: the gate (step 7) is still closed.
+        if prepared is not None:
+            net = _attach_network(prepared, pid)
+        _mark("network")
         # 7. The process that will fork the program must be in the cgroup before the
         #    gate ("X") opens. With a pid namespace that is pid 1: the holder may have
         #    forked it before its own move finished, so it is moved too, as soon as its
@@ -388,6 +399,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             os.close(stdin_w)
         if cgroup is not None:
             _remove_cgroup(cgroup)
+        _end_network(net, prepared)
         return _setup_failed(spec, argv, run_id, started, exc, audit, notes)
 
     def on_exec() -> None:
@@ -417,6 +429,12 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             audit.emit("run.step", step="degraded", details={"note": line})
         audit.emit("run.step", step="seccomp",
                    details={"notifier": ctx.notify, "instructions": spec.instructions})
+        if net is not None:
+            audit.emit("run.step", step="network", details={
+                "mode": "private", "egress": net.plan.egress, "interface": net.host_if,
+                "address": net.sandbox_address, "gateway": net.host_address,
+                "pinned": {k: list(v) for k, v in net.pinned.items()},
+                "warnings": list(net.warnings)})
 
     supervisor = Supervisor(
         holder_pid=pid, holder_pidfd=pidfd, err_r=err_r, sync=sync, status_r=status_r,
@@ -442,8 +460,12 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             if leftover is not None:
                 seccomp_load.close_quietly(leftover)
         sync.close()
+        # After every process is gone: cut and remove the link, read the flow record.
+        flows = _end_network(net, prepared)
     _mark("cleaned_up")
     wall = time.monotonic() - started
+    if net is not None:
+        notes.extend(net.warnings)
     from sandbox.launch.verdict import decide  # noqa: PLC0415 -- after the program ran
 
     result = decide(spec=spec, ctx=ctx, seen=seen, usage=usage, wall=wall, started=started,
@@ -456,6 +478,8 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         audit.emit("run.denied", syscall=d.name or "unknown", nr=d.nr or 0, arch=d.arch,
                    args=list(d.args), rule=d.rule or "default action", origin=d.origin,
                    count=1)
+    if net is not None:
+        _emit_flows(audit, net.plan.egress, flows)
     audit.emit("run.end", verdict=result.verdict.value, exit_code=result.exit_code,
                signal=result.signal, wall_s=result.wall_s, user_s=result.user_s,
                sys_s=result.sys_s, peak_memory_bytes=result.peak_memory_bytes,
@@ -475,6 +499,76 @@ def _finish(result: Result, audit: _Audit | None) -> Result:
     if audit is not None and audit.log is not None:
         audit.log.close()
     return dataclasses.replace(result, audit_head=head, notes=notes)
+
+
+def _prepare_network(spec: LaunchSpec, run_id: str, ctx: child.ChildContext) -> Any:
+    """Pin names, write /etc/hosts and /etc/resolv.conf, add their read-only binds."""
+    from sandbox.launch import net_private  # noqa: PLC0415 -- only private runs pay for it
+    from sandbox.launch.net_types import NetworkSetupError  # noqa: PLC0415
+    from sandbox.plan.model import EgressTarget, PrivateNetworkPlan  # noqa: PLC0415
+
+    private = spec.network_private
+    if private is None:
+        raise SetupError("network", errno.EINVAL, None, "mode private without its settings")
+    plan = PrivateNetworkPlan(
+        allow=tuple(EgressTarget(n, h, p, o) for n, h, p, o in private["allow"]),
+        egress=private["egress"], subnet=private["subnet"], mtu=private["mtu"])
+    try:
+        net_private.cleanup_stale()  # a dead launcher's veth and files, found by name
+        prepared = net_private.prepare(run_id, plan, hostname=ctx.hostname)
+        binds = prepared.write_etc()
+    except NetworkSetupError as exc:
+        raise SetupError("network", exc.errno or errno.EIO, None,
+                         f"{exc.step}: {exc.reason}") from None
+    ctx.mounts = [*ctx.mounts, *({"kind": "bind", "src": src, "dst": dst, "writable": False,
+                                  "optional": False, "size": 0, "mode": 0o644,
+                                  "origin": "network.private"} for src, dst in binds)]
+    return prepared
+
+
+def _attach_network(prepared: Any, pid: int) -> Any:
+    """Connect the holder's network namespace to the host through the filter."""
+    from sandbox.launch.net_private import PrivateNetwork  # noqa: PLC0415
+    from sandbox.launch.net_types import NetworkSetupError  # noqa: PLC0415
+
+    try:
+        return PrivateNetwork.attach(prepared, pid)
+    except NetworkSetupError as exc:
+        raise SetupError("network", exc.errno or errno.EIO, None,
+                         f"{exc.step}: {exc.reason}") from None
+
+
+def _end_network(net: Any, prepared: Any) -> list[Any]:
+    """Remove the link, filter and /etc files; the flow record read on the way out."""
+    if net is None:
+        if prepared is not None:
+            with contextlib.suppress(OSError):
+                prepared.remove_etc()
+        return []
+    try:
+        net.teardown()
+    except OSError as exc:
+        print(f"sandbox: could not remove the run's network: {exc}", file=sys.stderr)
+    try:
+        return list(net.denied_flows())
+    except OSError:
+        return []
+
+
+_FLOWS_PER_RECORD = 256
+
+
+def _emit_flows(audit: _Audit, egress: str, flows: list[Any]) -> None:
+    """The egress record (blocked destinations, or all in audit mode), bounded.
+
+    A run.step for now: run.denied's schema is the seccomp denial's; a network form of
+    it (kind, destination, port, protocol, first_seen, count) is the audit owner's call.
+    """
+    from sandbox.launch.network import denied_event_fields  # noqa: PLC0415
+
+    shown = [denied_event_fields(f) for f in flows[:_FLOWS_PER_RECORD]]
+    audit.emit("run.step", step="egress", details={
+        "egress": egress, "flows": shown, "not_shown": max(0, len(flows) - len(shown))})
 
 
 def _stdin(io: IO) -> tuple[int, int | None, bytes, list[int]]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SPEC_VERSION", "LaunchSpec", "notify_variant", "spec_from_plan"]
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 _RET_K = 0x06  # BPF_RET | BPF_K
 _RET_KILL_PROCESS = 0x8000_0000
@@ -71,6 +71,7 @@ class LaunchSpec:
         "mounts",
         "namespaces",
         "network",
+        "network_private",
         "notify_bpf",
         "output_bytes",
         "pids",
@@ -108,6 +109,7 @@ class LaunchSpec:
     mounts: list[dict[str, Any]]
     namespaces: list[str]
     network: str
+    network_private: dict[str, Any] | None
     notify_bpf: bytes | None
     output_bytes: int | None
     pids: int | None
@@ -272,6 +274,11 @@ def spec_from_plan(plan: Plan) -> LaunchSpec:
     spec.output_bytes = lim.output_bytes
     spec.rlimits = [(r.resource, r.limit) for r in lim.rlimits]
     spec.network = plan.network
+    private = plan.network_private
+    spec.network_private = None if private is None else {
+        "allow": [[t.network, t.host, t.port, t.origin] for t in private.allow],
+        "egress": private.egress, "subnet": private.subnet, "mtu": private.mtu,
+    }
     spec.audit_log = plan.audit.log
     spec.audit_required = plan.audit.required
     spec.degrade = list(plan.degrade)
