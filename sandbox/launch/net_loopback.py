@@ -8,8 +8,8 @@ and it is the fast path that every loopback run takes. The kernel assigns 127.0.
 
 from __future__ import annotations
 
+import _socket  # the C module: `socket` would pull enum and selectors onto the launch path
 import fcntl
-import socket
 import struct
 
 from sandbox.launch.net_types import NetworkSetupError
@@ -24,7 +24,7 @@ _IFF_RUNNING = 0x40
 _IFREQ = struct.Struct("16sH22x")
 
 
-def _flags(sock: socket.socket) -> int:
+def _flags(sock: _socket.socket) -> int:
     req = bytearray(_IFREQ.pack(b"lo", 0))
     fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req, True)
     return int(_IFREQ.unpack(req)[1])
@@ -32,8 +32,11 @@ def _flags(sock: socket.socket) -> int:
 
 def loopback_is_up() -> bool:
     """True when ``lo`` in the current network namespace is up and running."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         return _flags(sock) & (_IFF_UP | _IFF_RUNNING) == (_IFF_UP | _IFF_RUNNING)
+    finally:
+        sock.close()
 
 
 def bring_up_loopback() -> None:
@@ -43,10 +46,10 @@ def bring_up_loopback() -> None:
     the launcher refuses the run rather than starting a program that expects 127.0.0.1.
     """
     try:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     except OSError as exc:
         raise NetworkSetupError.from_oserror("loopback", "socket(AF_INET)", exc) from None
-    with sock:
+    try:
         try:
             flags = _flags(sock)
         except OSError as exc:
@@ -60,6 +63,8 @@ def bring_up_loopback() -> None:
             after = _flags(sock)
         except OSError as exc:
             raise NetworkSetupError.from_oserror("loopback", "SIOCGIFFLAGS lo", exc) from None
+    finally:
+        sock.close()
     if not after & _IFF_UP:
         raise NetworkSetupError("loopback",
                                 f"lo is still down after SIOCSIFFLAGS (flags {after:#x})")

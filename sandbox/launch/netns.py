@@ -1,34 +1,22 @@
-"""Network namespace setup without pyroute2: bring loopback up when the plan says so.
+"""The child's side of the network: bring loopback up when the plan says so.
 
-Why not pyroute2: one ioctl suffices, and the child must not import after fork.
+One implementation (`sandbox.launch.net_loopback`, an ioctl, verified afterwards) serves
+the launcher and the network module; this wrapper turns its error into the launcher's
+`SetupError` so a failure names the step like every other one.
 """
 
 from __future__ import annotations
 
-import _socket
-import fcntl
-import struct
-
 from sandbox.launch.errors import SetupError
+from sandbox.launch.net_loopback import bring_up_loopback
+from sandbox.launch.net_types import NetworkSetupError
 
 __all__ = ["loopback_up"]
 
-_SIOCGIFFLAGS = 0x8913
-_SIOCSIFFLAGS = 0x8914
-_IFF_UP = 0x1
-_IFREQ = struct.Struct("16sH22x")
-
 
 def loopback_up() -> None:
-    """Set ``lo`` up in the current network namespace."""
+    """Set ``lo`` up in the current network namespace, or raise SetupError."""
     try:
-        sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
-        try:
-            req = bytearray(_IFREQ.pack(b"lo", 0))
-            fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req, True)
-            _, flags = _IFREQ.unpack(req)
-            fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | _IFF_UP))
-        finally:
-            sock.close()
-    except OSError as exc:
-        raise SetupError("network", exc.errno or 5, "lo") from None
+        bring_up_loopback()
+    except NetworkSetupError as exc:
+        raise SetupError("network", exc.errno or 5, "lo", str(exc)) from None
