@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from dataclasses import dataclass
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+if TYPE_CHECKING:
+    from sandbox.launch.net_flow import DeniedFlow
 
 __all__ = ["DeniedFlow", "NetworkSetupError"]
 
@@ -44,19 +47,12 @@ class NetworkSetupError(OSError):
         return cls(step, reason, err)
 
 
-@dataclass(frozen=True)
-class DeniedFlow:
-    """One destination the sandbox tried to reach, listed once however often it tried.
+def __getattr__(name: str) -> object:
+    # DeniedFlow loads on first use: dataclasses (and the inspect module it imports)
+    # cost about 10 ms, and this module is on the launch path of every run (the
+    # child's loopback bring-up raises NetworkSetupError), where only that is needed.
+    if name == "DeniedFlow":
+        from sandbox.launch.net_flow import DeniedFlow  # noqa: PLC0415
 
-    In ``enforce`` mode these are the blocked destinations; in ``audit`` mode, every
-    destination (nothing was blocked). ``port`` is None for protocols without ports
-    (ICMP, ...). ``first_seen`` is a Unix time; ``count`` is the number of packets
-    (a TCP connect to a blocked destination is refused at once, so usually one per
-    attempt).
-    """
-
-    destination: str
-    port: int | None
-    protocol: str
-    first_seen: float
-    count: int
+        return DeniedFlow
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
