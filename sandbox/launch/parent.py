@@ -3,8 +3,9 @@
 Read `launch` top to bottom: it is the order of events on the launcher's side, each step
 with the reason it is there. The child side is in child.py. Everything the child needs
 is computed here *before* fork (the child imports and looks up nothing); what only the
-parent needs (audit writer, cgroup code, the verdict's dataclasses) is imported after
-fork, while the child is busy unsharing, so the two costs overlap.
+parent needs (audit writer, the verdict's dataclasses) is imported after fork, while
+the child is busy, so the two costs overlap. The run's cgroup is created before fork
+(see step 5 for why).
 """
 
 from __future__ import annotations
@@ -216,33 +217,28 @@ def _open_cgroup(spec: LaunchSpec, run_id: str) -> tuple[Any, str | None]:
 
 
 class _CgroupMove:
-    """Create the run's cgroup and move the holder into it, on a helper thread.
+    """Move the holder into the run's cgroup on a helper thread.
 
     Why a thread: the first move into a v1 cgroup after a quiet spell waits for an RCU
     grace period (5-30 ms on a loaded 2-CPU VM) before the kernel takes its lock. On
-    its own thread that wait overlaps the child's unshare, the id maps and pid 1's
-    root build instead of following them. Why the holder: it is the first process of
-    the run, it exists as soon as we fork, and its pid is ours until we reap it; pid 1
-    and the program then start inside (pid 1 is moved again in case it was forked
-    before the move finished). The thread starts after the launcher's only fork and is
-    joined before the gate opens and before the holder can be reaped.
+    its own thread that wait overlaps the child's unshare, the id maps, the audit log
+    and pid 1's root build instead of following them. Why the holder: it is the first
+    process of the run, it exists as soon as we fork, and its pid is ours until we reap
+    it; pid 1 and the program then start inside (pid 1 is moved again in case it was
+    forked before the move finished). The thread starts after the launcher's only fork
+    and is joined before the gate opens and before the holder can be reaped.
     """
 
-    def __init__(self, spec: LaunchSpec, run_id: str, holder: int) -> None:
-        self.cgroup: Any = None
-        self.note: str | None = None
+    def __init__(self, cgroup: Any, holder: int) -> None:
         self.error: SetupError | None = None
         self._done = _thread.allocate_lock()
-        self._done.acquire()
-        _thread.start_new_thread(self._run, (spec, run_id, holder))
+        if cgroup is not None:
+            self._done.acquire()
+            _thread.start_new_thread(self._run, (cgroup, holder))
 
-    def _run(self, spec: LaunchSpec, run_id: str, holder: int) -> None:
+    def _run(self, cgroup: Any, holder: int) -> None:
         try:
-            self.cgroup, self.note = _open_cgroup(spec, run_id)
-            if self.cgroup is not None:
-                self.cgroup.attach(holder)
-        except SetupError as exc:
-            self.error = exc
+            cgroup.attach(holder)
         except OSError as exc:
             self.error = SetupError("cgroup", exc.errno or errno.EIO, None, f"attach: {exc}")
         except BaseException as exc:  # reported by the launching thread, which raises it
@@ -250,19 +246,16 @@ class _CgroupMove:
         finally:
             self._done.release()
 
-    def finish(self) -> Any:
-        """Wait for the thread; the cgroup (or None), whatever happened."""
+    def finish(self) -> None:
+        """Wait for the thread (if one runs), whatever happened."""
         with self._done:
-            return self.cgroup
+            pass
 
-    def result(self, notes: list[str]) -> Any:
-        """Wait for the thread; the cgroup (or None, with a note); SetupError on failure."""
-        cgroup = self.finish()
+    def result(self) -> None:
+        """Wait for the thread; SetupError if the move failed."""
+        self.finish()
         if self.error is not None:
             raise self.error
-        if self.note:
-            notes.append(self.note)
-        return cgroup
 
 
 def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str | None = None,
@@ -274,14 +267,25 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     run_id = os.urandom(16).hex()
     io = io or IO()
     # 1. Decide everything before fork; a plan this launcher cannot apply stops here.
+    notes: list[str] = []
+    cgroup: Any = None
     try:
         ctx = prepare(spec, argv, cwd=cwd, env=env)
+        # 1a. The run's cgroup with its limits written and read back (no group, no run,
+        #     unless the policy allows running without limits). Before fork, so that the
+        #     helper thread that moves the holder into it (step 5) only waits in the
+        #     kernel and never competes with this thread for the interpreter lock.
+        cgroup, note = _open_cgroup(spec, run_id)
+        if note:
+            notes.append(note)
         # 1b. A private network: pin the allowed names and write the sandbox's
         #     /etc/hosts and /etc/resolv.conf now, so pid 1 binds them read-only while it
         #     builds the root; the link itself needs the child's namespace (step 6b).
         prepared = _prepare_network(spec, run_id, ctx) if spec.network == "private" else None
     except SetupError as exc:
-        return _setup_failed(spec, argv, run_id, started, exc, None, [])
+        if cgroup is not None:
+            _remove_cgroup(cgroup)
+        return _setup_failed(spec, argv, run_id, started, exc, None, notes)
     _mark("prepared")
     # 2. The channels. All close-on-exec; the child moves what it keeps to fixed numbers.
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -316,24 +320,16 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         os.close(fd)
     sync_child.close()
     pidfd = os.pidfd_open(pid)
-    notes: list[str] = []
     audit: _Audit | None = None
-    cgroup: Any = None
     net: Any = None
     init_pid: int | None = None
     init_pidfd: int | None = None
     mover: _CgroupMove | None = None
     try:
         # 5. While the child unshares (a new network namespace takes milliseconds): the
-        #    run's cgroup, with its limits written and read back, and the holder moved
-        #    into it, on a helper thread (see _CgroupMove: the move waits for an RCU
-        #    grace period); here the audit log (fail closed: no record, no run).
-        mover = _CgroupMove(spec, run_id, pid)
-        log, note = _open_audit(spec, audit_log)
-        if note:
-            notes.append(note)
-        _mark("audit_open")
-        audit = _Audit(log, run_id, spec, argv)
+        #    holder moved into the run's cgroup on a helper thread (see _CgroupMove: the
+        #    move waits for an RCU grace period, which should start as early as possible).
+        mover = _CgroupMove(cgroup, pid)
         # 6. The child has its namespaces: write its id maps through a pidfd-checked
         #    /proc handle; only then may it go on (as an id of its own namespace).
         if sync.recv(16) != b"U":
@@ -344,6 +340,14 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                                  userns.map_text(spec.gid_map), spec.setgroups_deny)
         _mark("id_maps")
         sync.send(b"G")
+        # The audit log (fail closed: no record, no run), while pid 1 builds the root
+        # and the helper thread waits in the kernel: not earlier, where its imports
+        # would hold the interpreter lock the helper thread needs to create the group.
+        log, note = _open_audit(spec, audit_log)
+        if note:
+            notes.append(note)
+        _mark("audit_open")
+        audit = _Audit(log, run_id, spec, argv)
         # 6b. The private link while pid 1 builds the root: the veth into the holder's
         #     network namespace, both filters, then the link up (net_private). The
         #     program cannot exist yet: the gate (step 7) is still closed.
@@ -370,16 +374,16 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                 except OSError as exc:
                     raise SetupError("pidfd", exc.errno or errno.ESRCH, None,
                                      "pid 1") from None
-                cgroup = mover.result(notes)
-                _mark("cgroup_created")
+                mover.result()
+                _mark("holder_moved")
                 _attach(cgroup, init_pid, err_r)
                 attached = True
             elif msg == b"R":
                 _mark("child_at_gate")
                 ready = True
                 if not ctx.new_pid:
-                    cgroup = mover.result(notes)
-                    _mark("cgroup_created")
+                    mover.result()
+                    _mark("holder_moved")
                     attached = True
         _mark("cgroup_attached")
         # One "X" for each process waiting at the gate: pid 1 and the holder (which
@@ -390,7 +394,8 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     except SetupError as exc:
         # The helper thread must be done before the holder is reaped: until then it
         # may still write the holder's pid, which reaping would free for reuse.
-        cgroup = mover.finish() if mover is not None else cgroup
+        if mover is not None:
+            mover.finish()
         _abort(pid, pidfd, init_pidfd)
         for fd in (err_r, status_r, *outputs):
             os.close(fd)
