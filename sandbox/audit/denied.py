@@ -114,9 +114,9 @@ class DeniedEvents:
         denial = bucket.latest
         assert denial is not None
         self._log.emit(
-            EventType.RUN_DENIED, run_id=self._run_id, syscall=denial.syscall, nr=denial.nr,
-            arch=denial.arch, args=list(denial.args), rule=denial.rule, origin=denial.origin,
-            count=bucket.pending,
+            EventType.RUN_DENIED, run_id=self._run_id, kind="syscall", syscall=denial.syscall,
+            nr=denial.nr, arch=denial.arch, args=list(denial.args), rule=denial.rule,
+            origin=denial.origin, count=bucket.pending,
         )
         bucket.pending = 0
         bucket.written += 1

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import NewType
 
 __all__ = [
+    "DENIED_KINDS",
     "EVENTS",
     "GENESIS_HASH",
     "HEADER_FIELDS",
@@ -44,6 +45,10 @@ _SHA256 = r"^[0-9a-f]{64}$"
 _RUN_ID = r"^[A-Za-z0-9._-]{1,64}$"
 _TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
 _STEP = r"^[a-z][a-z0-9_]*$"
+_RFC3339_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|\+00:00)$"
+
+# The kinds of `run.denied` record; a record without `kind` is a syscall denial.
+DENIED_KINDS = ("syscall", "network")
 
 
 def new_run_id() -> RunId:
@@ -102,6 +107,9 @@ class FieldSpec:
     minimum: int | None = None
     # For OBJECT: keys that must be present (more are allowed); empty = free-form object.
     fields: tuple[FieldSpec, ...] = ()
+    # For an event whose records come in kinds (see EventSpec.kind_field): the kinds this
+    # field belongs to; in a record of another kind it is absent or null. Empty = every kind.
+    kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,19 @@ class EventSpec:
     event: EventType
     description: str
     fields: tuple[FieldSpec, ...]
+    # Records of some events come in kinds (run.denied: a syscall or a network flow). The
+    # field naming the kind, and the kind of a record without it: records written before
+    # the kinds existed, which readers and `verify` must still take as they were meant.
+    kind_field: str | None = None
+    default_kind: str | None = None
+
+    def kind_of(self, fields: Mapping[str, object]) -> str | None:
+        """Return the kind of a record of this event (the default when the field is absent)."""
+        if self.kind_field is None:
+            return None
+        if self.kind_field not in fields:
+            return self.default_kind
+        return str(fields[self.kind_field])
 
 
 _RUN_ID_FIELD = FieldSpec(
@@ -191,21 +212,49 @@ EVENTS: Mapping[EventType, EventSpec] = {
         ),
         EventSpec(
             EventType.RUN_DENIED,
-            "The seccomp filter denied a syscall; rate-limited, so one record may stand for "
-            "several denials (`count`).",
+            "Something the sandbox refused: a syscall the seccomp filter denied (kind "
+            "`syscall`) or a network flow the egress filter dropped or, in egress audit "
+            "mode, recorded (kind `network`); rate-limited or de-duplicated, so one record "
+            "may stand for several denials (`count`).",
             (
-                FieldSpec("syscall", Kind.STRING, "Syscall name."),
-                FieldSpec("nr", Kind.INTEGER, "Syscall number for `arch`.", minimum=0),
-                FieldSpec("arch", Kind.STRING, "Audit architecture, e.g. x86_64."),
-                FieldSpec("args", Kind.INTEGER_LIST, "Syscall arguments of the latest denial."),
-                FieldSpec("rule", Kind.STRING, "The rule that denied it, or `default action`."),
-                FieldSpec("origin", Kind.STRING, "Where the rule is written, `file:line`.",
+                FieldSpec("kind", Kind.STRING,
+                          "What was denied: `syscall` or `network`. Absent in records written "
+                          "before network denials were recorded; absent means `syscall`.",
+                          choices=DENIED_KINDS),
+                FieldSpec("syscall", Kind.STRING, "Syscall name.", kinds=("syscall",)),
+                FieldSpec("nr", Kind.INTEGER, "Syscall number for `arch`.", minimum=0,
+                          kinds=("syscall",)),
+                FieldSpec("arch", Kind.STRING, "Audit architecture, e.g. x86_64.",
+                          kinds=("syscall",)),
+                FieldSpec("args", Kind.INTEGER_LIST, "Syscall arguments of the latest denial.",
+                          kinds=("syscall",)),
+                FieldSpec("destination", Kind.STRING,
+                          "Address the sandbox tried to reach (IPv4 or IPv6, no port).",
+                          kinds=("network",)),
+                FieldSpec("port", Kind.INTEGER,
+                          "Destination port; null for protocols without ports (ICMP, ...).",
+                          nullable=True, minimum=0, kinds=("network",)),
+                FieldSpec("protocol", Kind.STRING, "Transport protocol: tcp, udp, icmp, ...",
+                          kinds=("network",)),
+                FieldSpec("first_seen", Kind.STRING,
+                          "When the flow was first seen, RFC 3339 UTC (`Z` or `+00:00`); "
+                          "the launcher writes milliseconds.",
+                          pattern=_RFC3339_UTC, kinds=("network",)),
+                FieldSpec("rule", Kind.STRING,
+                          "The rule that denied it: for a syscall the policy rule or `default "
+                          "action`; for a flow `egress allowlist` (dropped) or `egress audit` "
+                          "(let through and recorded)."),
+                FieldSpec("origin", Kind.STRING,
+                          "Where the rule is written, `file:line` (for a flow, the `allow` "
+                          "list); null when the policy has no such line.",
                           nullable=True),
                 FieldSpec("count", Kind.INTEGER,
-                          "Denials of this syscall since the previous record for it, this one "
-                          "included.",
+                          "Denials this record stands for: of the syscall since the previous "
+                          "record for it, or packets of the flow during the run.",
                           minimum=1),
             ),
+            kind_field="kind",
+            default_kind="syscall",
         ),
         EventSpec(
             EventType.RUN_END,
@@ -313,10 +362,20 @@ def validate_fields(event: EventType, fields: Mapping[str, object]) -> str | Non
     for name in fields:
         if name not in names:
             return f"{event}: unknown field {name!r}"
+    kind = spec.kind_of(fields)
     for field_spec in expected:
-        if field_spec.name not in fields:
-            return f"{event}: missing required field {field_spec.name!r}"
-        problem = check_value(field_spec, fields[field_spec.name], f"{event}.{field_spec.name}")
+        name = field_spec.name
+        if name == spec.kind_field and name not in fields:
+            continue  # absent means the default kind
+        if field_spec.kinds and kind not in field_spec.kinds:
+            # Another kind's field: it may be there as null, never with a value, so a
+            # record cannot be read as two kinds at once.
+            if fields.get(name) is not None:
+                return f"{event}.{name}: must be null or absent in a {kind} record"
+            continue
+        if name not in fields:
+            return f"{event}: missing required field {name!r}"
+        problem = check_value(field_spec, fields[name], f"{event}.{name}")
         if problem is not None:
             return problem
     return None

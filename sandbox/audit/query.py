@@ -6,13 +6,16 @@ not want; checking a few byte substrings (which any matching line must contain) 
 candidate is then parsed and checked exactly, so the pre-filter never changes a result.
 
 Filters on the record itself: --since/--until, --run, --event, --verdict (run.end
-records), --denied (run.denied records). Filters on the run, decided by its run.start:
---policy and --command select every record of the runs they match.
+records), --denied (run.denied records: a syscall name, or a destination as ADDRESS,
+ADDRESS:PORT or ADDRESS:PORT/PROTO, IPv6 as [ADDRESS]:PORT). Filters on the run,
+decided by its run.start: --policy and --command select every record of the runs they
+match.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import pathlib
 import re
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from sandbox.audit.events import EventType, Verdict
 from sandbox.audit.reader import LogProblem, Record, iter_lines, parse_line
 
-__all__ = ["QueryFilter", "parse_time", "run_query"]
+__all__ = ["DeniedTarget", "QueryFilter", "parse_denied", "parse_time", "run_query"]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -56,6 +59,50 @@ def parse_time(spec: str, *, now: datetime.datetime | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class DeniedTarget:
+    """What `--denied` names: a syscall, or a destination with an optional port and protocol.
+
+    `name` is the syscall name or the address; a target with a port or protocol can only
+    be a destination, a bare name can be either (syscall names and addresses never clash).
+    """
+
+    name: str
+    port: int | None = None
+    protocol: str | None = None
+
+    def matches(self, data: dict[str, object]) -> bool:
+        """Check a parsed record: a denial of this syscall, or of a flow to this destination."""
+        if data.get("event") != EventType.RUN_DENIED:
+            return False
+        if data.get("kind", "syscall") == "syscall":
+            return self.port is None and self.protocol is None and data.get("syscall") == self.name
+        if data.get("destination") != self.name:
+            return False
+        if self.port is not None and data.get("port") != self.port:
+            return False
+        return self.protocol is None or data.get("protocol") == self.protocol
+
+
+def parse_denied(text: str) -> DeniedTarget:
+    """Read `--denied`: SYSCALL, ADDRESS, ADDRESS:PORT, [IPV6]:PORT, each optionally /PROTO.
+
+    The `dest:port/proto` form is what `summary` prints, so a line of it can be pasted.
+    """
+    rest, _, proto = text.strip().partition("/")
+    port: int | None = None
+    if rest.startswith("["):
+        addr, _, tail = rest[1:].partition("]")
+        if tail.startswith(":") and tail[1:].isdigit():
+            port = int(tail[1:])
+        rest = addr
+    elif rest.count(":") == 1:
+        addr, _, tail = rest.partition(":")
+        if tail.isdigit():
+            rest, port = addr, int(tail)
+    return DeniedTarget(rest, port, proto.lower() or None)
+
+
+@dataclass(frozen=True)
 class QueryFilter:
     """What to select; every given criterion must hold (None = no constraint)."""
 
@@ -68,6 +115,11 @@ class QueryFilter:
     command: str | None = None
     denied: str | None = None
 
+    @functools.cached_property
+    def _target(self) -> DeniedTarget | None:
+        """--denied parsed once, not per record."""
+        return None if self.denied is None else parse_denied(self.denied)
+
     def _needles(self) -> tuple[bytes, ...]:
         """Byte strings every matching line must contain, whatever the JSON spacing."""
         out: list[bytes] = []
@@ -76,7 +128,8 @@ class QueryFilter:
         if self.verdict is not None:
             out.append(_json_str(self.verdict.value))
         if self.denied is not None:
-            out.append(_json_str(self.denied))
+            assert self._target is not None
+            out.append(_json_str(self._target.name))
         if self.run is not None:
             out.append(_json_inner(self.run))
         return tuple(out)
@@ -107,9 +160,7 @@ class QueryFilter:
             data.get("event") == EventType.RUN_END and data.get("verdict") == self.verdict.value
         ):
             return False
-        return self.denied is None or (
-            data.get("event") == EventType.RUN_DENIED and data.get("syscall") == self.denied
-        )
+        return self._target is None or self._target.matches(data)
 
     def start_matches(self, data: dict[str, object]) -> bool:
         """Check the run-level criteria against a run.start record."""

@@ -178,6 +178,21 @@ def render_html(summary: Summary, ctx: ReportContext) -> str:
         out.append("</table>")
     else:
         out.append("<p>No denials.</p>")
+    out.append("<h2>Denied destinations (network)</h2>")
+    if summary.top_flows:
+        out.append("<p>Rule <code>egress allowlist</code>: dropped; <code>egress audit</code>: "
+                   "let through and recorded (<code>sandbox audit query --egress-allowlist"
+                   "</code> turns them into an allow list).</p>")
+        out.append("<table><tr><th>destination</th><th>rule</th><th>origin</th>"
+                   "<th>packets</th><th>runs</th></tr>")
+        for f in summary.top_flows:
+            key = f"flow:{f.target}:{f.rule}:{f.origin or ''}"
+            out.append(f"<tr><td><code>{_e(f.target)}</code></td><td>{_e(f.rule)}</td>"
+                       f"<td>{_e(f.origin or '-')}</td>" + _fig(key, str(f.count), f.count)
+                       + _fig(key + ":runs", str(f.runs), f.runs) + "</tr>")
+        out.append("</table>")
+    else:
+        out.append("<p>No network denials.</p>")
     out.append(f'<h2>Abandoned runs (<span data-figure="abandoned" '
                f'data-value="{len(summary.abandoned)}">{len(summary.abandoned)}</span>)</h2>')
     out.append("<p>A run.start with no run.end: the launcher was killed or the host went down "
@@ -271,6 +286,15 @@ def render_markdown(summary: Summary, ctx: ReportContext) -> str:
                   f"{d.runs} |" for d in summary.top_denied]
     else:
         lines.append("No denials.")
+    lines += ["", "## Denied destinations (network)", ""]
+    if summary.top_flows:
+        lines += ["Rule `egress allowlist`: dropped; `egress audit`: let through and recorded.",
+                  "", "| destination | rule | origin | packets | runs |",
+                  "| --- | --- | --- | ---: | ---: |"]
+        lines += [f"| `{_md(f.target)}` | {_md(f.rule)} | {_md(f.origin or '-')} | {f.count} | "
+                  f"{f.runs} |" for f in summary.top_flows]
+    else:
+        lines.append("No network denials.")
     lines += ["", f"## Abandoned runs ({len(summary.abandoned)})", ""]
     lines += _md_runs(summary.abandoned[-ctx.max_runs:])
     runs = summary.runs[-ctx.max_runs:]

@@ -13,15 +13,26 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from sandbox.audit.events import EVENTS, HEADER_FIELDS, SCHEMA_VERSION, FieldSpec, Kind
+from sandbox.audit.events import (
+    EVENTS,
+    HEADER_FIELDS,
+    SCHEMA_VERSION,
+    EventSpec,
+    FieldSpec,
+    Kind,
+)
 
 __all__ = ["SCHEMA_ID", "build_schema", "package_schema_path", "render_schema", "repo_schema_path"]
 
 SCHEMA_ID = f"https://sandbox.invalid/audit/schema-v{SCHEMA_VERSION}.json"
 
 
-def _field_schema(spec: FieldSpec) -> dict[str, object]:
-    """Translate one field spec to its JSON Schema fragment."""
+def _field_schema(spec: FieldSpec, *, own_kind: bool = False) -> dict[str, object]:
+    """Translate one field spec to its JSON Schema fragment.
+
+    A field of only some kinds of record is null-or-absent in the others, so its
+    fragment admits null unless `own_kind` (the fragment for a record of its kind).
+    """
     out: dict[str, object] = {"description": spec.description}
     if spec.kind is Kind.STRING:
         out["type"] = "string"
@@ -44,11 +55,35 @@ def _field_schema(spec: FieldSpec) -> dict[str, object]:
         if spec.fields:
             out["properties"] = {f.name: _field_schema(f) for f in spec.fields}
             out["required"] = [f.name for f in spec.fields]
-    if spec.nullable:
+    if spec.nullable or (spec.kinds and not own_kind):
         out["type"] = [out["type"], "null"]
         if "enum" in out:
             out["enum"] = [*spec.choices, None]
     return out
+
+
+def _kind_rules(spec: EventSpec) -> list[dict[str, object]]:
+    """The per-kind requirements of an event whose records come in kinds, as if/then rules.
+
+    Each kind's fields are required (and not null unless nullable) in a record of that
+    kind, and null if present in a record of another kind. A record without the kind
+    field is of the default kind: `properties` only constrains keys that are present,
+    so the default kind's `if` holds when the field is absent.
+    """
+    assert spec.kind_field is not None
+    kind_spec = next(f for f in spec.fields if f.name == spec.kind_field)
+    rules: list[dict[str, object]] = []
+    for kind in kind_spec.choices:
+        cond: dict[str, object] = {"properties": {spec.kind_field: {"const": kind}}}
+        if kind != spec.default_kind:
+            cond["required"] = [spec.kind_field]
+        own = [f for f in spec.fields if f.kinds and kind in f.kinds]
+        others = [f for f in spec.fields if f.kinds and kind not in f.kinds]
+        props: dict[str, object] = {f.name: _field_schema(f, own_kind=True) for f in own}
+        props.update({f.name: {"type": "null"} for f in others})
+        rules.append({"if": cond, "then": {"required": [f.name for f in own],
+                                           "properties": props}})
+    return rules
 
 
 def build_schema() -> dict[str, object]:
@@ -59,13 +94,18 @@ def build_schema() -> dict[str, object]:
         header["schema"] = {**header["schema"], "const": SCHEMA_VERSION}
         header["event"] = {"description": "The event type.", "const": event.value}
         props = {**header, **{f.name: _field_schema(f) for f in spec.fields}}
-        defs[event.value] = {
+        # Fields of one kind only, and the kind field itself, are required per kind.
+        optional = {f.name for f in spec.fields if f.kinds or f.name == spec.kind_field}
+        definition: dict[str, object] = {
             "description": spec.description,
             "type": "object",
             "properties": props,
-            "required": list(props),
+            "required": [name for name in props if name not in optional],
             "additionalProperties": False,
         }
+        if spec.kind_field is not None:
+            definition["allOf"] = _kind_rules(spec)
+        defs[event.value] = definition
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

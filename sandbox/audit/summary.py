@@ -14,10 +14,12 @@ from typing import Any
 
 from sandbox.audit.events import EventType
 from sandbox.audit.reader import Record
+from sandbox.audit.text import flow_target
 
 __all__ = [
     "ABANDONED",
     "DeniedRow",
+    "FlowRow",
     "Percentiles",
     "PolicyRow",
     "RunRow",
@@ -35,7 +37,11 @@ UNKNOWN_START = "?"
 
 @dataclass(frozen=True)
 class RunRow:
-    """One run, assembled from its start, denials and end records."""
+    """One run, assembled from its start, denials and end records.
+
+    `denials` counts denied syscalls, `flows` packets of network flows recorded as denied
+    (dropped by the egress allowlist, or let through and recorded in egress audit mode).
+    """
 
     run_id: str
     start_time: str | None
@@ -52,6 +58,7 @@ class RunRow:
     cpu_s: float | None
     peak_memory_bytes: int | None
     denials: int
+    flows: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,29 @@ class DeniedRow:
 
 
 @dataclass(frozen=True)
+class FlowRow:
+    """One network destination in `run.denied` records: packets counted and runs affected.
+
+    `rule` tells a blocked flow (`egress allowlist`) from one recorded in egress audit
+    mode (`egress audit`); the same destination under both appears as two rows.
+    """
+
+    destination: str
+    port: int | None
+    protocol: str
+    rule: str
+    origin: str | None
+    count: int
+    runs: int
+
+    @property
+    def target(self) -> str:
+        """`dest:port/proto` (IPv6 in brackets), the form `query --denied` accepts."""
+        return flow_target({"destination": self.destination, "port": self.port,
+                            "protocol": self.protocol})
+
+
+@dataclass(frozen=True)
 class Percentiles:
     """p50/p90/p99 of one measure over the finished runs that reported it (None if none did)."""
 
@@ -93,6 +123,7 @@ class Summary:
     by_verdict: tuple[tuple[str, int], ...]
     by_policy: tuple[PolicyRow, ...]
     top_denied: tuple[DeniedRow, ...]
+    top_flows: tuple[FlowRow, ...]
     wall_s: Percentiles
     cpu_s: Percentiles
     peak_memory_bytes: Percentiles
@@ -107,6 +138,8 @@ class Summary:
         data["by_verdict"] = dict(self.by_verdict)
         for row in data["by_policy"]:
             row["verdicts"] = dict(row["verdicts"])
+        for row, flow in zip(data["top_flows"], self.top_flows, strict=True):
+            row["target"] = flow.target
         return data
 
 
@@ -150,7 +183,9 @@ def summarize(
     starts: dict[str, dict[str, Any]] = {}
     ends: dict[str, dict[str, Any]] = {}
     denials: Counter[str] = Counter()
+    flow_packets: Counter[str] = Counter()
     denied_rows: dict[tuple[str, str, str | None], Counter[str]] = {}
+    flow_rows: dict[tuple[str, int | None, str, str, str | None], Counter[str]] = {}
     order: list[str] = []
     count = 0
     for rec in records:
@@ -166,10 +201,16 @@ def summarize(
             ends[run_id] = data
         elif event == EventType.RUN_DENIED:
             n = _int(data.get("count")) or 1
-            denials[run_id] += n
-            key = (str(data.get("syscall")), str(data.get("rule")),
-                   None if data.get("origin") is None else str(data.get("origin")))
-            denied_rows.setdefault(key, Counter())[run_id] += n
+            origin = None if data.get("origin") is None else str(data.get("origin"))
+            if data.get("kind", "syscall") == "network":
+                flow_packets[run_id] += n
+                flow = (str(data.get("destination")), _int(data.get("port")),
+                        str(data.get("protocol")), str(data.get("rule")), origin)
+                flow_rows.setdefault(flow, Counter())[run_id] += n
+            else:
+                denials[run_id] += n
+                key = (str(data.get("syscall")), str(data.get("rule")), origin)
+                denied_rows.setdefault(key, Counter())[run_id] += n
 
     rows: list[RunRow] = []
     for run_id in dict.fromkeys(order):
@@ -200,6 +241,7 @@ def summarize(
             cpu_s=(user + sys_) if user is not None and sys_ is not None else None,
             peak_memory_bytes=_int(end.get("peak_memory_bytes")) if end else None,
             denials=denials.get(run_id, 0),
+            flows=flow_packets.get(run_id, 0),
         ))
 
     verdicts = Counter(r.verdict for r in rows)
@@ -213,6 +255,12 @@ def summarize(
         if in_range:
             denied.append(DeniedRow(syscall, rule, origin, sum(in_range), len(in_range)))
     denied.sort(key=lambda d: (-d.count, d.syscall, d.rule))
+    flows: list[FlowRow] = []
+    for (dest, port, proto, rule, origin), per_run in flow_rows.items():
+        in_range = [n for run_id, n in per_run.items() if run_id in kept]
+        if in_range:
+            flows.append(FlowRow(dest, port, proto, rule, origin, sum(in_range), len(in_range)))
+    flows.sort(key=lambda f: (-f.count, f.destination, f.port or 0, f.protocol, f.rule))
     times = [t for r in rows for t in (r.start_time, r.end_time) if t is not None]
     return Summary(
         records=count,
@@ -225,6 +273,7 @@ def summarize(
                                                                        kv[0]))
         ),
         top_denied=tuple(denied[:top]),
+        top_flows=tuple(flows[:top]),
         wall_s=_percentiles([r.wall_s for r in rows if r.wall_s is not None]),
         cpu_s=_percentiles([r.cpu_s for r in rows if r.cpu_s is not None]),
         peak_memory_bytes=_percentiles(

@@ -34,6 +34,8 @@ _COMMANDS = (
 )
 _DENIED = (("ptrace", 101), ("mount", 165), ("bpf", 321), ("socket", 41), ("keyctl", 250),
            ("unshare", 272), ("setns", 308), ("perf_event_open", 298))
+_FLOWS = (("198.51.100.7", 443, "tcp"), ("198.51.100.7", 80, "tcp"),
+          ("203.0.113.53", 53, "udp"), ("192.0.2.10", 8080, "tcp"), ("192.0.2.99", None, "icmp"))
 _VERDICTS = (
     (Verdict.EXITED, 70), (Verdict.SIGNALED, 4), (Verdict.TIMEOUT, 5), (Verdict.CPU_LIMIT, 3),
     (Verdict.OUT_OF_MEMORY, 4), (Verdict.PIDS_LIMIT, 2), (Verdict.OUTPUT_LIMIT, 2),
@@ -98,12 +100,25 @@ def _run(rng: random.Random, ts: float, abandon: bool) -> Iterator[tuple[float, 
         denied_name = name
         default = rng.random() < 0.5
         yield ts, EventType.RUN_DENIED, {
-            "run_id": run_id, "syscall": name, "nr": nr, "arch": "x86_64",
+            "run_id": run_id, "kind": "syscall", "syscall": name, "nr": nr, "arch": "x86_64",
             "args": [rng.randrange(1 << 16) for _ in range(6)],
             "rule": "default action" if default else f"deny {name}",
             "origin": None if default else f"policies/{policy}.toml:{10 + nr % 40}",
             "count": rng.choice((1, 1, 1, 5, 120)),
         }
+    # Network denials come from their own generator (seeded by the run id), so adding
+    # them left every other synthetic figure as it was.
+    net = random.Random(run_id)  # noqa: S311 -- test data, not security
+    if net.random() < 0.15:
+        egress = "audit" if net.random() < 0.3 else "enforce"
+        for destination, port, protocol in net.sample(_FLOWS, net.randint(1, 3)):
+            ts += 0.0001
+            yield ts, EventType.RUN_DENIED, {
+                "run_id": run_id, "kind": "network", "destination": destination,
+                "port": port, "protocol": protocol, "first_seen": _fmt(ts - wall / 8),
+                "rule": "egress allowlist" if egress == "enforce" else "egress audit",
+                "origin": f"policies/{policy}.toml:7", "count": net.choice((1, 1, 3, 40)),
+            }
     if abandon:
         return
     ts += wall / 2

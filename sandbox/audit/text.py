@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-__all__ = ["format_record", "short_run"]
+__all__ = ["flow_target", "format_record", "short_run"]
 
 _MAX_ARGV = 60
 
@@ -17,6 +17,14 @@ _MAX_ARGV = 60
 def short_run(run_id: object) -> str:
     """Return the first 8 characters of a run id; like a short git hash, enough to tell apart."""
     return str(run_id)[:8]
+
+
+def flow_target(data: Mapping[str, object]) -> str:
+    """Return `dest:port/proto` of a network denial (IPv6 in brackets, no port for ICMP)."""
+    dest = str(data.get("destination"))
+    host = f"[{dest}]" if ":" in dest else dest
+    port = data.get("port")
+    return f"{host}{'' if port is None else f':{port}'}/{data.get('protocol')}"
 
 
 def _human_bytes(value: object) -> str:
@@ -51,6 +59,9 @@ def _details(data: Mapping[str, object]) -> str:
     if event == "run.denied":
         origin = data.get("origin")
         where = f" at {origin}" if origin else ""
+        if data.get("kind", "syscall") == "network":
+            return (f"network {flow_target(data)} x{data.get('count')} "
+                    f"first {data.get('first_seen')} by {data.get('rule')!s}{where}")
         return (f"{data.get('syscall')}({data.get('nr')}) x{data.get('count')} "
                 f"by {data.get('rule')!s}{where}")
     if event == "run.end":

@@ -13,10 +13,10 @@ import argparse
 import datetime
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sandbox.audit.events import EventType, Verdict
-from sandbox.audit.reader import LogNotFound, LogProblem
+from sandbox.audit.reader import LogNotFound, LogProblem, Record
 from sandbox.audit.writer import default_log_path
 from sandbox.cli.exit_codes import ExitCode
 
@@ -86,15 +86,24 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     query.add_argument("--verdict", choices=[v.value for v in Verdict])
     query.add_argument("--command", metavar="SUBSTR",
                        help="substring of the command (argv joined by spaces)")
-    query.add_argument("--denied", metavar="SYSCALL", help="denials of this syscall")
+    query.add_argument("--denied", metavar="SYSCALL|DEST",
+                       help="denials of this syscall, or network denials to this destination: "
+                            "ADDRESS, ADDRESS:PORT or ADDRESS:PORT/PROTO ([IPV6]:PORT)")
     query.add_argument("--format", choices=("table", "jsonl"), default="table",
                        help="table (human) or jsonl (the exact records, for jq)")
+    query.add_argument("--egress-allowlist", action="store_true",
+                       help="instead of events, print the network denials of the selected "
+                            "records as a TOML `allow = [...]` list for a policy's [network] "
+                            "table (run a step once with egress = \"audit\", then this)")
     query.add_argument("--limit", type=_positive, metavar="N", help="stop after N events")
+    query.epilog = ("--egress-allowlist takes every network run.denied record the filters "
+                    "select (both egress audit and blocked flows; narrow it with --run, "
+                    "--policy or --command) and merges them by destination and port.")
 
     summary = sub.add_parser("summary", parents=[common, ranged],
                              help="runs by verdict and policy, top denials, costs, abandoned")
     summary.add_argument("--top", type=_positive, default=10,
-                         help="how many denied syscalls to list (default 10)")
+                         help="how many denied syscalls and destinations to list (default 10)")
     summary.add_argument("--format", choices=("text", "json"), default="text")
 
     verify = sub.add_parser(
@@ -142,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _tail(log: pathlib.Path, args: argparse.Namespace) -> int:
-    from sandbox.audit.reader import Record  # noqa: PLC0415 -- per-subcommand imports
-    from sandbox.audit.tail import follow, last_records  # noqa: PLC0415
+    from sandbox.audit.tail import follow, last_records  # noqa: PLC0415 -- per subcommand
     from sandbox.audit.text import format_record  # noqa: PLC0415
 
     problems = _Problems()
@@ -170,6 +178,8 @@ def _query(log: pathlib.Path, args: argparse.Namespace) -> int:
         command=args.command, denied=args.denied,
     )
     problems = _Problems()
+    if args.egress_allowlist:
+        return _egress_allowlist(run_query(log, flt, problems))
     out = sys.stdout
     out.flush()
     raw = out.buffer if args.format == "jsonl" else None
@@ -189,6 +199,46 @@ def _query(log: pathlib.Path, args: argparse.Namespace) -> int:
         raw.write(b"\n".join(batch) + b"\n")
     out.flush()
     return ExitCode.OK
+
+
+def _egress_allowlist(records: Iterable[Record]) -> int:
+    """Print the selected network denials as a TOML allow list, merged per flow."""
+    from sandbox.launch.network import DeniedFlow, egress_allowlist_toml  # noqa: PLC0415
+
+    merged: dict[tuple[str, int | None, str], DeniedFlow] = {}
+    skipped: set[str] = set()
+    for rec in records:
+        data = rec.data
+        if data.get("event") != EventType.RUN_DENIED or data.get("kind") != "network":
+            continue
+        dest = str(data.get("destination"))
+        if dest.count(".") != 3:
+            skipped.add(dest)  # the private link carries IPv4 only: no entry could allow it
+            continue
+        port = data.get("port")
+        port = port if isinstance(port, int) else None
+        count = data.get("count")
+        flow = DeniedFlow(dest, port, str(data.get("protocol")), _seconds(data.get("first_seen")),
+                          count if isinstance(count, int) else 1)
+        key = (flow.destination, flow.port, flow.protocol)
+        seen = merged.get(key)
+        if seen is not None:
+            flow = DeniedFlow(dest, port, flow.protocol, min(seen.first_seen, flow.first_seen),
+                              seen.count + flow.count)
+        merged[key] = flow
+    for dest in sorted(skipped):
+        print(f"sandbox audit: note: {dest} left out (a private link carries IPv4 only)",
+              file=sys.stderr)
+    sys.stdout.write(egress_allowlist_toml(list(merged.values())))
+    return ExitCode.OK
+
+
+def _seconds(value: object) -> float:
+    """A record's RFC 3339 `first_seen` as Unix time (0 if unreadable: only shown, not used)."""
+    try:
+        return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _summary(log: pathlib.Path, args: argparse.Namespace) -> int:
@@ -226,6 +276,12 @@ def _summary(log: pathlib.Path, args: argparse.Namespace) -> int:
     for d in summary.top_denied:
         origin = f" ({d.origin})" if d.origin else ""
         w(f"  {d.syscall:<18} {d.count:>8} denials in {d.runs:>6} runs   {d.rule}{origin}")
+    w("\nTop denied destinations (network; `egress audit` rows were let through)")
+    if not summary.top_flows:
+        w("  none")
+    for f in summary.top_flows:
+        origin = f" ({f.origin})" if f.origin else ""
+        w(f"  {f.target:<28} {f.count:>8} packets in {f.runs:>6} runs   {f.rule}{origin}")
     w(f"\nCosts{'':<20}{'runs':>8} {'p50':>12} {'p90':>12} {'p99':>12}")
     for name, pct, unit in (("wall time", summary.wall_s, "s"), ("cpu time", summary.cpu_s, "s"),
                             ("peak memory", summary.peak_memory_bytes, "MiB")):

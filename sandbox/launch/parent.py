@@ -480,11 +480,11 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         audit.start()
     elif result.denied is not None:
         d = result.denied
-        audit.emit("run.denied", syscall=d.name or "unknown", nr=d.nr or 0, arch=d.arch,
-                   args=list(d.args), rule=d.rule or "default action", origin=d.origin,
-                   count=1)
+        audit.emit("run.denied", kind="syscall", syscall=d.name or "unknown", nr=d.nr or 0,
+                   arch=d.arch, args=list(d.args), rule=d.rule or "default action",
+                   origin=d.origin, count=1)
     if net is not None:
-        _emit_flows(audit, net.plan.egress, flows)
+        _emit_flows(audit, net.plan, flows)
     audit.emit("run.end", verdict=result.verdict.value, exit_code=result.exit_code,
                signal=result.signal, wall_s=result.wall_s, user_s=result.user_s,
                sys_s=result.sys_s, peak_memory_bytes=result.peak_memory_bytes,
@@ -563,17 +563,23 @@ def _end_network(net: Any, prepared: Any) -> list[Any]:
 _FLOWS_PER_RECORD = 256
 
 
-def _emit_flows(audit: _Audit, egress: str, flows: list[Any]) -> None:
-    """The egress record (blocked destinations, or all in audit mode), bounded.
+def _emit_flows(audit: _Audit, plan: Any, flows: list[Any]) -> None:
+    """One network ``run.denied`` record per flow (blocked, or all in audit mode), bounded.
 
-    A run.step for now: run.denied's schema is the seccomp denial's; a network form of
-    it (kind, destination, port, protocol, first_seen, count) is the audit owner's call.
+    Bounded because the flows come from an untrusted program: one scanning a /16 must
+    not fill the log; past the bound, a ``run.step`` ``egress`` says how many were left out.
     """
     from sandbox.launch.network import denied_event_fields  # noqa: PLC0415
 
-    shown = [denied_event_fields(f) for f in flows[:_FLOWS_PER_RECORD]]
-    audit.emit("run.step", step="egress", details={
-        "egress": egress, "flows": shown, "not_shown": max(0, len(flows) - len(shown))})
+    rule = "egress audit" if plan.egress == "audit" else "egress allowlist"
+    # The allow list's line: where a reviewer goes to let a blocked flow through.
+    origin = plan.allow[0].origin if plan.allow else None
+    for flow in flows[:_FLOWS_PER_RECORD]:
+        audit.emit("run.denied", **denied_event_fields(flow), rule=rule, origin=origin)
+    if len(flows) > _FLOWS_PER_RECORD:
+        audit.emit("run.step", step="egress", details={
+            "egress": plan.egress, "flows": len(flows),
+            "not_shown": len(flows) - _FLOWS_PER_RECORD})
 
 
 def _stdin(io: IO) -> tuple[int, int | None, bytes, list[int]]:

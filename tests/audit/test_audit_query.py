@@ -20,6 +20,18 @@ def _all(path: pathlib.Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 
 
+def _naive_denied(r: dict[str, Any], text: str) -> bool:
+    """--denied: the syscall's name, or the destination in one of its spellings."""
+    if r["event"] != "run.denied":
+        return False
+    if r.get("kind", "syscall") == "syscall":
+        return bool(r["syscall"] == text)
+    dest, port, proto = r["destination"], r["port"], r["protocol"]
+    spellings = {dest, f"{dest}/{proto}"} if port is None else {
+        dest, f"{dest}:{port}", f"{dest}:{port}/{proto}"}
+    return text in spellings
+
+
 def _naive(records: list[dict[str, Any]], flt: QueryFilter) -> list[int]:
     """The meaning of a filter, written the slow obvious way."""
     starts = {r["run_id"]: r for r in records if r["event"] == "run.start"}
@@ -35,7 +47,7 @@ def _naive(records: list[dict[str, Any]], flt: QueryFilter) -> list[int]:
             continue
         if flt.verdict and r.get("verdict") != flt.verdict.value:
             continue
-        if flt.denied and not (r["event"] == "run.denied" and r["syscall"] == flt.denied):
+        if flt.denied and not _naive_denied(r, flt.denied):
             continue
         start = starts.get(r["run_id"])
         if flt.policy and not (start and (start["policy_name"] == flt.policy
@@ -58,6 +70,10 @@ def _seqs(path: pathlib.Path, flt: QueryFilter) -> list[int]:
     QueryFilter(verdict=Verdict.TIMEOUT),
     QueryFilter(event=EventType.RUN_DENIED),
     QueryFilter(denied="ptrace"),
+    QueryFilter(denied="198.51.100.7"),
+    QueryFilter(denied="198.51.100.7:443"),
+    QueryFilter(denied="198.51.100.7:80/tcp"),
+    QueryFilter(denied="192.0.2.99/icmp"),
     QueryFilter(policy="build-c"),
     QueryFilter(command="gcc -O2"),
     QueryFilter(command="-c print"),

@@ -44,6 +44,10 @@ def expected_figures(s: Summary) -> dict[str, str]:
         key = f"denied:{d.syscall}:{d.rule}:{d.origin or ''}"
         out[key] = str(d.count)
         out[key + ":runs"] = str(d.runs)
+    for f in s.top_flows:
+        key = f"flow:{f.target}:{f.rule}:{f.origin or ''}"
+        out[key] = str(f.count)
+        out[key + ":runs"] = str(f.runs)
     return out
 
 

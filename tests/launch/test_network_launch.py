@@ -57,7 +57,8 @@ def test_a_private_run_reaches_only_its_allowed_port_and_records_the_rest(
         lab: NetLab, tmp_path: pathlib.Path) -> None:
     """A program under ci-step with `allow = ["A:8080"]` reaches A:8080, is refused A:9090
     (EHOSTUNREACH, and A never sees it), resolves nothing else, finds /etc/hosts and
-    resolv.conf as the launcher wrote them; the audit log has the link and the refusal;
+    resolv.conf as the launcher wrote them; the audit log has the link, and the refusal as
+    one run.denied record of kind network (rule `egress allowlist`, the allow list's line);
     nothing is left after the run."""
     a = lab.host(tcp=(8080, 9090))
     log = tmp_path / "audit.jsonl"
@@ -74,9 +75,12 @@ def test_a_private_run_reaches_only_its_allowed_port_and_records_the_rest(
     assert a.seen() == [f"tcp 8080 {a.gateway}"]
     steps = {r["step"]: r["details"] for r in _records(log) if r["event"] == "run.step"}
     assert steps["network"]["mode"] == "private"
-    flows = steps["egress"]["flows"]
-    assert [(f["destination"], f["port"], f["protocol"], f["count"]) for f in flows] == [
-        (a.address, 9090, "tcp", 1)]
+    assert "egress" not in steps  # only written when flows are left out
+    flows = [r for r in _records(log) if r["event"] == "run.denied"]
+    assert [(f["kind"], f["destination"], f["port"], f["protocol"], f["count"], f["rule"])
+            for f in flows] == [("network", a.address, 9090, "tcp", 1, "egress allowlist")]
+    assert str(flows[0]["origin"]).startswith(str(tmp_path / "private.toml") + ":")
+    assert "syscall" not in flows[0]
     network = ipaddress.IPv4Network(f"{steps['network']['address']}/30", strict=False)
     assert traces([result.run_id], [str(network)]) == {}
 
