@@ -41,3 +41,12 @@ def denied_fields(run_id: str = "run1", syscall: str = "ptrace", count: int = 1
     return {"run_id": run_id, "syscall": syscall, "nr": 101, "arch": "x86_64",
             "args": [0, 1, 2, 3, 4, 5], "rule": "default action", "origin": None,
             "count": count}
+
+
+def network_denied_fields(run_id: str = "run1", destination: str = "198.51.100.7",
+                          port: int | None = 443, protocol: str = "tcp", *, count: int = 1,
+                          rule: str = "egress allowlist") -> dict[str, object]:
+    """Return a valid network run.denied field set (the launcher's shape: no syscall fields)."""
+    return {"run_id": run_id, "kind": "network", "destination": destination, "port": port,
+            "protocol": protocol, "first_seen": "2025-01-06T08:00:00.250+00:00",
+            "rule": rule, "origin": "policies/ci.toml:4", "count": count}

@@ -44,22 +44,29 @@ def test_every_event_and_field_is_in_schema_and_readme() -> None:
 
 
 def _validate(schema: dict[str, Any], value: Any, root: dict[str, Any]) -> list[str]:
-    """A small JSON Schema checker for the keywords our schema uses (no jsonschema dep)."""
+    """A small JSON Schema checker for the keywords our schema uses (no jsonschema dep);
+    `allOf` with `if`/`then`/`else` carries run.denied's per-kind requirements."""
     if "$ref" in schema:
         return _validate(root["$defs"][schema["$ref"].split("/")[-1]], value, root)
     if "oneOf" in schema:
         ok = [s for s in schema["oneOf"] if not _validate(s, value, root)]
         return [] if len(ok) == 1 else [f"matches {len(ok)} of oneOf"]
     errors: list[str] = []
+    for sub in schema.get("allOf", []):
+        errors += _validate(sub, value, root)
+    if "if" in schema:
+        branch = "then" if not _validate(schema["if"], value, root) else "else"
+        if branch in schema:
+            errors += _validate(schema[branch], value, root)
     if "const" in schema and value != schema["const"]:
-        return [f"{value!r} != const {schema['const']!r}"]
+        return [*errors, f"{value!r} != const {schema['const']!r}"]
     types = schema.get("type")
     if types is not None:
         names = types if isinstance(types, list) else [types]
         py = {"string": str, "integer": int, "number": (int, float), "object": dict,
               "array": list, "null": type(None)}
         if not any(isinstance(value, py[n]) and not isinstance(value, bool) for n in names):
-            return [f"{value!r} is not {names}"]
+            return [*errors, f"{value!r} is not {names}"]
     if "enum" in schema and value not in schema["enum"]:
         errors.append(f"{value!r} not in enum")
     if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
