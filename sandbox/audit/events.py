@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NewType
 
+from sandbox.verdicts import Verdict
+
 __all__ = [
     "DENIED_KINDS",
     "EVENTS",
@@ -65,18 +67,6 @@ class EventType(enum.StrEnum):
     RUN_END = "run.end"
 
 
-class Verdict(enum.StrEnum):
-    """How a run ended, as recorded in `run.end`; one word a reviewer can filter on."""
-
-    EXITED = "exited"
-    SIGNALED = "signaled"
-    TIMEOUT = "timeout"
-    CPU_LIMIT = "cpu-limit"
-    OUT_OF_MEMORY = "out-of-memory"
-    PIDS_LIMIT = "pids-limit"
-    OUTPUT_LIMIT = "output-limit"
-    SECCOMP_VIOLATION = "seccomp-violation"
-    SETUP_FAILED = "setup-failed"
 
 
 class Kind(enum.Enum):

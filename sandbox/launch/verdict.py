@@ -7,7 +7,6 @@ rule that ended the run, and `exit_code` follows ``docker run`` / GNU ``timeout`
 
 from __future__ import annotations
 
-import enum
 import errno
 import os
 import signal as _signal
@@ -21,21 +20,11 @@ if TYPE_CHECKING:
     from sandbox.launch.spec import LaunchSpec
     from sandbox.launch.supervise import Observed
 
+from sandbox.verdicts import Verdict
+
 __all__ = ["DeniedSyscall", "Result", "Verdict", "decide", "exit_code_for"]
 
 
-class Verdict(enum.StrEnum):
-    """Why the run ended; the values are the audit log's `run.end` verdicts."""
-
-    EXITED = "exited"
-    SIGNALED = "signaled"
-    TIMEOUT = "timeout"
-    CPU_LIMIT = "cpu-limit"
-    OUT_OF_MEMORY = "out-of-memory"
-    PIDS_LIMIT = "pids-limit"
-    OUTPUT_LIMIT = "output-limit"
-    SECCOMP_VIOLATION = "seccomp-violation"
-    SETUP_FAILED = "setup-failed"
 
 
 @dataclass(frozen=True)
