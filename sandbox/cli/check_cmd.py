@@ -15,6 +15,7 @@ from sandbox.compile.plan_builder import compile_policy
 from sandbox.policy.errors import PolicyError
 from sandbox.policy.model import Policy
 from sandbox.policy.syscall_table import native_number
+from sandbox.policy.units import format_size
 
 __all__ = ["build_parser", "run", "summary_line"]
 
@@ -22,15 +23,6 @@ __all__ = ["build_parser", "run", "summary_line"]
 def build_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments: policy files and/or ``--profile NAME`` (repeatable)."""
     add_policy_arguments(parser, many=True)
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "unlimited"
-    for unit, shift in (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)):
-        if value >= 1 << shift and value % (1 << shift) == 0:
-            return f"{value >> shift}{unit}"
-    return f"{value} bytes"
 
 
 def summary_line(label: str, policy: Policy) -> str:
@@ -41,7 +33,7 @@ def summary_line(label: str, policy: Policy) -> str:
     )
     base = f" (extends {len(policy.sources) - 1} profile(s))" if len(policy.sources) > 1 else ""
     limits = policy.limits
-    memory = _size(limits.memory)
+    memory = format_size(limits.memory)
     return (
         f"{label}: ok: policy '{policy.name}'{base}; {allowed} syscalls allowed, others "
         f"{policy.seccomp.default}; {len(policy.capabilities)} capabilities kept; network "

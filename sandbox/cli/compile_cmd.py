@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from sandbox.cli.exit_codes import ExitCode
-from sandbox.cli.policy_args import add_policy_arguments, load_selected, report_policy_error
+from sandbox.cli.policy_args import add_policy_arguments, load_one, report_policy_error
 from sandbox.compile.plan_builder import compile_with_listing
 from sandbox.plan.codec import plan_to_json
 from sandbox.policy.errors import PolicyError
@@ -28,13 +28,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compile and write the requested form."""
-    if (args.policy is None) == (args.profile is None):
-        print("sandbox compile: name one POLICY or --profile NAME", file=sys.stderr)
-        return ExitCode.USAGE
-    try:
-        policy = load_selected(args.policy, args.profile)
-    except PolicyError as exc:
-        report_policy_error(exc)
+    policy = load_one(args, "compile")
+    if policy is None:
         return ExitCode.USAGE
     try:
         plan, compiled = compile_with_listing(policy)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from sandbox.cli.exit_codes import ExitCode
-from sandbox.cli.policy_args import add_policy_arguments, load_selected, report_policy_error
-from sandbox.policy.errors import PolicyError
+from sandbox.cli.policy_args import add_policy_arguments, load_one
 from sandbox.policy.explain import explain
 
 __all__ = ["build_parser", "run"]
@@ -20,13 +18,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the explanation, or the policy's errors."""
-    if (args.policy is None) == (args.profile is None):
-        print("sandbox explain: name one POLICY or --profile NAME", file=sys.stderr)
-        return ExitCode.USAGE
-    try:
-        policy = load_selected(args.policy, args.profile)
-    except PolicyError as exc:
-        report_policy_error(exc)
+    policy = load_one(args, "explain")
+    if policy is None:
         return ExitCode.USAGE
     print(explain(policy), end="")
     return ExitCode.OK

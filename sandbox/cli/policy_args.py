@@ -10,7 +10,7 @@ from sandbox.policy.errors import PolicyError
 from sandbox.policy.load import load_policy, load_policy_text, load_profile
 from sandbox.policy.model import Policy
 
-__all__ = ["add_policy_arguments", "load_selected", "report_policy_error"]
+__all__ = ["add_policy_arguments", "load_one", "load_selected", "report_policy_error"]
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
@@ -45,3 +45,19 @@ def report_policy_error(error: PolicyError) -> None:
     print(error.render(), file=sys.stderr)
     count = len(error.diagnostics)
     print(f"{count} error{'s' if count != 1 else ''}", file=sys.stderr)
+
+
+def load_one(args: argparse.Namespace, command: str) -> Policy | None:
+    """The one policy a command names (file or ``--profile``), or None after reporting why.
+
+    Shared by the commands that take exactly one policy, so each says the same thing on
+    a usage error and on a bad policy.
+    """
+    if (args.policy is None) == (args.profile is None):
+        print(f"sandbox {command}: name one POLICY or --profile NAME", file=sys.stderr)
+        return None
+    try:
+        return load_selected(args.policy, args.profile)
+    except PolicyError as exc:
+        report_policy_error(exc)
+        return None

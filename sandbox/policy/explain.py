@@ -12,18 +12,9 @@ from collections import defaultdict
 from sandbox.policy.model import IdMapMode, NetworkMode, Policy, SyscallRule
 from sandbox.policy.risky import RISKY_SYSCALLS
 from sandbox.policy.syscall_table import native_number
+from sandbox.policy.units import format_size
 
 __all__ = ["explain"]
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "unlimited"
-    for unit, factor in (("P", 1 << 50), ("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20),
-                         ("K", 1 << 10)):
-        if value >= factor and value % factor == 0:
-            return f"{value // factor}{unit}"
-    return f"{value} bytes"
 
 
 def _seconds(value: float | None) -> str:
@@ -130,13 +121,13 @@ def explain(policy: Policy) -> str:
         opt = " (if present)" if bind.optional else ""
         fs_lines.append(f"  {bind.src}{target}: {mode}{opt}")
     for tmpfs in fs.tmpfs:
-        fs_lines.append(f"  {tmpfs.path}: empty, writable, at most {_size(tmpfs.size)}")
+        fs_lines.append(f"  {tmpfs.path}: empty, writable, at most {format_size(tmpfs.size)}")
     if fs.proc:
         fs_lines.append("  /proc: the sandbox's own processes only")
     if fs.dev:
         fs_lines.append(
             f"  /dev: null, zero, full, random, urandom, tty, pts; /dev/shm at most "
-            f"{_size(fs.shm_size)}; no disks, no /dev/mem, no /dev/kmsg"
+            f"{format_size(fs.shm_size)}; no disks, no /dev/mem, no /dev/kmsg"
         )
     fs_lines.append(f"Hidden: {_names(list(fs.masked), 20)}.")
     fs_lines.append(f"Read-only: {_names(list(fs.readonly), 20)}.")
@@ -158,13 +149,13 @@ def explain(policy: Policy) -> str:
     sections.append((
         "Limits",
         [
-            f"Memory {_size(lim.memory)}, processes {lim.pids or 'unlimited'}, "
+            f"Memory {format_size(lim.memory)}, processes {lim.pids or 'unlimited'}, "
             f"CPU {lim.cpu if lim.cpu is not None else 'unlimited'} core(s).",
             f"Wall time {_seconds(lim.wall_time)}, CPU time {_seconds(lim.cpu_time)}, "
-            f"output {_size(lim.output)}.",
-            f"Open files {lim.nofile or 'unlimited'}, file size {_size(lim.fsize)}, "
-            f"stack {_size(lim.stack)}, core dumps "
-            + (f"up to {_size(lim.core)}." if lim.core else "off."),
+            f"output {format_size(lim.output)}.",
+            f"Open files {lim.nofile or 'unlimited'}, file size {format_size(lim.fsize)}, "
+            f"stack {format_size(lim.stack)}, core dumps "
+            + (f"up to {format_size(lim.core)}." if lim.core else "off."),
         ],
     ))
     net = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["UnitError", "parse_duration", "parse_size"]
+__all__ = ["UnitError", "format_size", "parse_duration", "parse_size"]
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])(?:i?b)?|b)?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -73,3 +73,13 @@ def parse_duration(value: object) -> float:
             raise UnitError(f"{value!r} is far too long to be a duration")
         return float(match.group(1)) * _DURATION_FACTORS[(match.group(2) or "").lower()]
     raise UnitError(f"must be a duration such as \"30s\", not {type(value).__name__}")
+
+
+def format_size(value: int | None) -> str:
+    """Bytes the way a policy writes them ("64M"), the inverse of `parse_size` for round sizes."""
+    if value is None:
+        return "unlimited"
+    for unit, shift in (("P", 50), ("T", 40), ("G", 30), ("M", 20), ("K", 10)):
+        if value >= 1 << shift and value % (1 << shift) == 0:
+            return f"{value >> shift}{unit}"
+    return f"{value} bytes"
