@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -35,29 +34,16 @@ from sandbox.launch.net_netlink import NETLINK_NETFILTER, Netlink
 from sandbox.launch.net_private import in_netns
 from sandbox.launch.network import PrivateNetwork, cleanup_stale
 from sandbox.plan.model import EgressTarget, PrivateNetworkPlan
-from tests.launch.netlab import (
+from tests.launch.netlab import (  # lab, lock_dir: shared fixtures
     ROOT,
-    TEST_LOCK_DIR,
     TEST_POOL,
     NetLab,
-    lab_for,
     needs_root,
     traces,
     wait_until,
 )
 
 pytestmark = [needs_root, pytest.mark.kernel]
-
-
-@pytest.fixture
-def lab(tmp_path: pathlib.Path) -> Iterator[NetLab]:
-    with lab_for(tmp_path) as the_lab:
-        yield the_lab
-
-
-@pytest.fixture
-def lock_dir() -> str:
-    return TEST_LOCK_DIR
 
 
 def run_id() -> str:

@@ -181,6 +181,19 @@ def lab_for(tmp: pathlib.Path) -> Iterator[NetLab]:
         lab.close()
 
 
+@pytest.fixture
+def lab(tmp_path: pathlib.Path) -> Iterator[NetLab]:
+    """A NetLab for one test (import this fixture into the test module)."""
+    with lab_for(tmp_path) as the_lab:
+        yield the_lab
+
+
+@pytest.fixture
+def lock_dir() -> str:
+    """The lock directory every test session shares, so concurrent runs never collide."""
+    return TEST_LOCK_DIR
+
+
 def traces(run_ids: Iterable[str], networks: Iterable[str] = ()) -> dict[str, list[str]]:
     """What is left on the host of these runs: links, nft tables, addresses, routes.
 

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
 
 import pytest
 
@@ -33,12 +32,10 @@ from sandbox.launch.network import (
     egress_allowlist_toml,
 )
 from sandbox.plan.model import EgressTarget, PrivateNetworkPlan
-from tests.launch.netlab import (
+from tests.launch.netlab import (  # lab, lock_dir: shared fixtures
     ROOT,
-    TEST_LOCK_DIR,
     TEST_POOL,
     NetLab,
-    lab_for,
     needs_root,
     traces,
     wait_until,
@@ -49,17 +46,6 @@ pytestmark = [needs_root, pytest.mark.kernel]
 # A blocked UDP send fails at once: EPERM when the sandbox-side table rejects it on the
 # way out, EHOSTUNREACH when the host's reject comes back.
 BLOCKED_UDP = {"EPERM", "EHOSTUNREACH"}
-
-
-@pytest.fixture
-def lab(tmp_path: pathlib.Path) -> Iterator[NetLab]:
-    with lab_for(tmp_path) as the_lab:
-        yield the_lab
-
-
-@pytest.fixture
-def lock_dir() -> str:
-    return TEST_LOCK_DIR
 
 
 def run_id() -> str:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import pathlib
-from collections.abc import Iterator
 
 import pytest
 
 from sandbox.launch.api import run
-from tests.launch.netlab import TEST_POOL, NetLab, lab_for, needs_root, traces
+from tests.launch.netlab import TEST_POOL, NetLab, needs_root, traces
 
 pytestmark = [needs_root, pytest.mark.kernel]
 
@@ -34,12 +33,6 @@ except OSError:
 print(open("/etc/hosts").read())
 print("nameserver" in open("/etc/resolv.conf").read())
 """
-
-
-@pytest.fixture
-def lab(tmp_path: pathlib.Path) -> Iterator[NetLab]:
-    with lab_for(tmp_path) as the_lab:
-        yield the_lab
 
 
 def _policy(tmp_path: pathlib.Path, allow: str) -> pathlib.Path:
