@@ -493,6 +493,13 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     _mark("decided")
     finished = _finish(result, audit)
     _mark("audited")
+    # A launcher killed with SIGKILL cannot remove its cgroup; every later run removes
+    # such leftovers, after its own program has finished so it costs the launch nothing.
+    if spec.needs_cgroup():
+        from sandbox.launch.cgroups import cleanup_stale  # noqa: PLC0415
+
+        with contextlib.suppress(OSError):
+            cleanup_stale()
     return finished
 
 

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from sandbox.launch.cgroups import cleanup_stale
-
 
 def _descendants(pid: int) -> set[int]:
     found: set[int] = set()
@@ -42,7 +40,7 @@ def _run_groups() -> set[str]:
 
 def test_sigkill_of_the_launcher_leaves_nothing(tmp_path):
     """Kill -9 the CLI while `sleep 300` runs: every sandbox process is gone soon after,
-    and the stale cgroup is removed by the cleanup every launcher runs."""
+    and the stale cgroup is removed by the cleanup the next launcher runs."""
     groups_before = _run_groups()
     launcher = subprocess.Popen(
         [sys.executable, "-m", "sandbox.cli.main", "run", "--profile", "untrusted",
@@ -70,7 +68,15 @@ def test_sigkill_of_the_launcher_leaves_nothing(tmp_path):
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
-    cleanup_stale()
+    # The next launcher's run removes the dead one's cgroup (no manual cleanup here).
+    later = subprocess.run(
+        [sys.executable, "-m", "sandbox.cli.main", "run", "--profile", "untrusted",
+         "--audit-log", str(tmp_path / "audit.jsonl"), "--", "true"],
+        capture_output=True,
+        env={**os.environ, "SANDBOX_CACHE_DIR": str(tmp_path / "cache")},
+        check=False,
+    )
+    assert later.returncode == 0, later.stderr
     # Only this launcher's group: other test sessions may be running sandboxes right now.
     # Group names carry the launcher's pid (sandbox-<run>.<pid>.<start time>).
     ours = {g for g in _run_groups() - groups_before if f".{launcher.pid}." in g}
