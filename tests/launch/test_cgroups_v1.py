@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,25 +21,13 @@ from sandbox.launch import cgroups_v1
 from sandbox.launch.cgroups import CgroupUnavailable, RunCgroup, cleanup_stale
 from sandbox.launch.doctor import probe_cgroups
 from sandbox.plan.model import LimitsPlan
+from tests.launch.as_nobody import limits, run_python_as_nobody
 
 pytestmark: list[pytest.MarkDecorator] = [pytest.mark.kernel]
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
-
-def _limits(
-    memory: int | None = None, pids: int | None = None, cpu: float | None = None
-) -> LimitsPlan:
-    return LimitsPlan(
-        memory_bytes=memory,
-        pids=pids,
-        cpu_cores=cpu,
-        wall_time_s=None,
-        cpu_time_s=None,
-        output_bytes=None,
-        rlimits=(),
-    )
 
 
 def _v1_ready() -> str | None:
@@ -131,7 +118,7 @@ def _gone(pid: int) -> bool:
 
 def test_limits_are_written_and_read_back(track: Tracker) -> None:
     """Memory 64M, pids 16 and half a core land in the v1 files, memsw included."""
-    cg = track.group("t-limits", _limits(memory=64 * MiB, pids=16, cpu=0.5))
+    cg = track.group("t-limits", limits(memory=64 * MiB, pids=16, cpu=0.5))
     assert cg.version == 1
     mem = _path_with(cg, "memory.limit_in_bytes")
     assert int(_read(mem, "memory.limit_in_bytes")) == 64 * MiB
@@ -159,7 +146,7 @@ def test_limits_are_written_and_read_back(track: Tracker) -> None:
 
 def test_unlimited_run_still_gets_a_group_without_cpu(track: Tracker) -> None:
     """No limits: a group exists for kill and accounting, but cpu is not joined."""
-    cg = track.group("t-nolimits", _limits())
+    cg = track.group("t-nolimits", limits())
     assert cg.paths
     controllers = cg.describe()["controllers"]
     assert isinstance(controllers, list)
@@ -169,7 +156,7 @@ def test_unlimited_run_still_gets_a_group_without_cpu(track: Tracker) -> None:
 
 def test_attach_puts_a_real_child_in_every_group(track: Tracker) -> None:
     """An attached child is listed in cgroup.procs of each hierarchy and in /proc/PID/cgroup."""
-    cg = track.group("t-attach", _limits(memory=64 * MiB, pids=16, cpu=0.5))
+    cg = track.group("t-attach", limits(memory=64 * MiB, pids=16, cpu=0.5))
     p = track.spawn(["sleep", "30"])
     cg.attach(p.pid)
     for path in cg.paths:
@@ -184,7 +171,7 @@ def test_attach_puts_a_real_child_in_every_group(track: Tracker) -> None:
 
 def test_attach_of_a_dead_pid_names_the_file(track: Tracker) -> None:
     """Moving a pid that no longer exists fails with the cgroup.procs path, not silently."""
-    cg = track.group("t-deadpid", _limits(pids=4))
+    cg = track.group("t-deadpid", limits(pids=4))
     p = subprocess.Popen(["true"])
     p.wait()
     with pytest.raises(CgroupUnavailable) as info:
@@ -194,7 +181,7 @@ def test_attach_of_a_dead_pid_names_the_file(track: Tracker) -> None:
 
 def test_memory_hog_is_oom_killed_and_recorded(track: Tracker) -> None:
     """A child touching 200 MB under a 64 MB limit is OOM-killed; usage says so."""
-    cg = track.group("t-oom", _limits(memory=64 * MiB, pids=16))
+    cg = track.group("t-oom", limits(memory=64 * MiB, pids=16))
     hog = (
         "import sys\n"
         "sys.stdin.readline()\n"
@@ -214,7 +201,7 @@ def test_memory_hog_is_oom_killed_and_recorded(track: Tracker) -> None:
 
 def test_fork_bomb_hits_pids_limit_and_is_killed_completely(track: Tracker) -> None:
     """A bash fork loop stops at pids.max; kill_all + remove leave no process or directory."""
-    cg = track.group("t-forkbomb", _limits(pids=16))
+    cg = track.group("t-forkbomb", limits(pids=16))
     p = track.spawn(["bash", "-c", "read x; while :; do sleep 60 & done 2>/dev/null"])
     cg.attach(p.pid)
     _go(p)
@@ -242,7 +229,7 @@ def test_fork_bomb_hits_pids_limit_and_is_killed_completely(track: Tracker) -> N
 
 def test_cpu_quota_holds_a_spinning_child_to_half_a_core(track: Tracker) -> None:
     """A busy loop limited to 0.5 cores gets about 0.5 s of CPU per second of wall time."""
-    cg = track.group("t-cpu", _limits(cpu=0.5, pids=8))
+    cg = track.group("t-cpu", limits(cpu=0.5, pids=8))
     p = track.spawn([sys.executable, "-c", "import sys\nsys.stdin.readline()\nwhile True: pass"])
     cg.attach(p.pid)
     _go(p)
@@ -283,7 +270,7 @@ def test_cleanup_stale_removes_groups_of_a_killed_launcher(track: Tracker) -> No
         launcher.kill()
         launcher.wait()
         assert all(os.path.isdir(path) for path in paths)
-        live = track.group("t-live", _limits(pids=4))
+        live = track.group("t-live", limits(pids=4))
 
         removed = cleanup_stale()
 
@@ -306,7 +293,7 @@ def test_base_without_cgroup_files_fails_closed(tmp_path: Path) -> None:
         (tmp_path / ctl).mkdir()
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     with pytest.raises(CgroupUnavailable) as info:
-        RunCgroup.create("t-fake", _limits(memory=64 * MiB), base=tmp_path)
+        RunCgroup.create("t-fake", limits(memory=64 * MiB), base=tmp_path)
     assert "cgroup" in info.value.reason
     assert info.value.path.startswith(str(tmp_path))
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
@@ -329,9 +316,6 @@ else:
 def test_unwritable_tree_refused_for_an_ordinary_user() -> None:
     """As uid 65534 the v1 tree is not writable: CgroupUnavailable says to run as root,
     and nothing is created."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) is needed to run as nobody")
     hierarchies = cgroups_v1.find_hierarchies()
 
     def ours() -> set[str]:
@@ -343,24 +327,7 @@ def test_unwritable_tree_refused_for_an_ordinary_user() -> None:
         return found
 
     before = ours()
-    out = subprocess.run(
-        [
-            setpriv,
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            sys.executable,
-            "-c",
-            _AS_NOBODY.format(root=str(ROOT)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",
-        check=False,
-    )
+    out = run_python_as_nobody(_AS_NOBODY.format(root=str(ROOT)))
     assert out.returncode == 0, out.stderr
     verdict, path, reason = out.stdout.strip().split("|")
     assert verdict == "refused"

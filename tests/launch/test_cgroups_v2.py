@@ -24,24 +24,11 @@ import pytest
 
 from sandbox.launch import _cgroup_base, cgroups, cgroups_v2
 from sandbox.launch.cgroups import CgroupUnavailable, RunCgroup, cleanup_stale
-from sandbox.plan.model import LimitsPlan
+from tests.launch.as_nobody import limits
 
 MiB = 1 << 20
 PAGE = 4096
 
-
-def _limits(
-    memory: int | None = None, pids: int | None = None, cpu: float | None = None
-) -> LimitsPlan:
-    return LimitsPlan(
-        memory_bytes=memory,
-        pids=pids,
-        cpu_cores=cpu,
-        wall_time_s=None,
-        cpu_time_s=None,
-        output_bytes=None,
-        rlimits=(),
-    )
 
 
 def _alive(pid: int) -> bool:
@@ -247,7 +234,7 @@ def test_limits_use_v2_file_names_and_formats(
     """memory.max, memory.swap.max=0, pids.max and cpu.max "quota period" are written
     in a group below ``own/sandbox``, with controllers enabled on the way down."""
     fake, own = _tree(tmp_path, monkeypatch)
-    cg = RunCgroup.create("r1", _limits(memory=64 * MiB, pids=16, cpu=0.5), base=own)
+    cg = RunCgroup.create("r1", limits(memory=64 * MiB, pids=16, cpu=0.5), base=own)
     assert cg.version == 2
     (group,) = cg.paths
     assert os.path.dirname(group) == str(own / "sandbox")
@@ -274,10 +261,10 @@ def test_launcher_moves_itself_to_a_leaf_to_obey_no_internal_processes(
     """When only the launcher is in its own cgroup, it moves to sandbox-launcher so
     controllers can be enabled below; a later run finds things already set up."""
     fake, own = _tree(tmp_path, monkeypatch)
-    cg = RunCgroup.create("r1", _limits(pids=8), base=own)
+    cg = RunCgroup.create("r1", limits(pids=8), base=own)
     assert fake.file(own / "sandbox-launcher", "cgroup.procs") == str(os.getpid())
     assert fake.file(own, "cgroup.procs") == ""
-    again = RunCgroup.create("r2", _limits(pids=8), base=own)
+    again = RunCgroup.create("r2", limits(pids=8), base=own)
     assert again.paths != cg.paths
     cg.remove()
     again.remove()
@@ -291,7 +278,7 @@ def test_own_cgroup_shared_with_other_processes_is_refused_untouched(
     fake, own = _tree(tmp_path, monkeypatch, own_procs=(os.getpid(), os.getppid()))
     before = sorted(p.name for p in own.iterdir())
     with pytest.raises(CgroupUnavailable) as info:
-        RunCgroup.create("r1", _limits(memory=64 * MiB), base=own)
+        RunCgroup.create("r1", limits(memory=64 * MiB), base=own)
     assert "other processes" in info.value.reason
     assert "Delegate=yes" in info.value.reason
     assert info.value.path == str(own / "cgroup.subtree_control")
@@ -305,7 +292,7 @@ def test_undelegated_controller_is_refused(tmp_path: Path, monkeypatch: pytest.M
     _, own = _tree(tmp_path, monkeypatch, delegated="+memory +pids")
     before = sorted(p.name for p in own.iterdir())
     with pytest.raises(CgroupUnavailable) as info:
-        RunCgroup.create("r1", _limits(cpu=0.5), base=own)
+        RunCgroup.create("r1", limits(cpu=0.5), base=own)
     assert "cpu" in info.value.reason
     assert "Delegate=yes" in info.value.reason
     assert info.value.path == str(own / "cgroup.controllers")
@@ -320,7 +307,7 @@ def test_wrong_value_read_back_fails_closed(
     fake, own = _tree(tmp_path, monkeypatch)
     fake.lies["pids.max"] = "max\n"
     with pytest.raises(CgroupUnavailable) as info:
-        RunCgroup.create("r1", _limits(memory=64 * MiB, pids=16), base=own)
+        RunCgroup.create("r1", limits(memory=64 * MiB, pids=16), base=own)
     assert info.value.path.endswith("/pids.max")
     assert "kernel reports max" in info.value.reason
     assert not (own / "sandbox").exists()
@@ -335,7 +322,7 @@ def test_failed_write_names_the_file_and_cleans_up(
     fake.mkdir(str(own / "sandbox" / "placeholder"))
     fake.fail["cpu.max"] = errno.EINVAL
     with pytest.raises(CgroupUnavailable) as info:
-        RunCgroup.create("r1", _limits(cpu=0.5), base=own)
+        RunCgroup.create("r1", limits(cpu=0.5), base=own)
     assert info.value.path.endswith("/cpu.max")
     assert info.value.errno == errno.EINVAL
     assert sorted(p.name for p in (own / "sandbox").iterdir() if p.is_dir()) == ["placeholder"]
@@ -346,11 +333,11 @@ def test_memory_limit_accepts_page_rounding(
 ) -> None:
     """The kernel rounds memory.max down to a page; that is accepted and recorded."""
     fake, own = _tree(tmp_path, monkeypatch)
-    cg = RunCgroup.create("r1", _limits(memory=64 * MiB + 100), base=own)
+    cg = RunCgroup.create("r1", limits(memory=64 * MiB + 100), base=own)
     assert fake.file(cg.paths[0], "memory.max") == str(64 * MiB)
-    limits = cg.describe()["limits"]
-    assert isinstance(limits, dict)
-    assert limits["memory.max"] == str(64 * MiB)
+    written = cg.describe()["limits"]
+    assert isinstance(written, dict)
+    assert written["memory.max"] == str(64 * MiB)
     cg.remove()
 
 
@@ -361,7 +348,7 @@ def test_swap_on_without_swap_accounting_is_refused(
     _, own = _tree(tmp_path, monkeypatch, has_swap=False)
     monkeypatch.setattr(cgroups_v2, "swap_active", lambda: True)
     with pytest.raises(CgroupUnavailable) as info:
-        RunCgroup.create("r1", _limits(memory=64 * MiB), base=own)
+        RunCgroup.create("r1", limits(memory=64 * MiB), base=own)
     assert info.value.path.endswith("/memory.swap.max")
     assert not (own / "sandbox").exists()
 
@@ -370,7 +357,7 @@ def test_no_swap_file_and_no_swap_is_noted(tmp_path: Path, monkeypatch: pytest.M
     """Without swap on the host, a missing memory.swap.max is harmless and noted."""
     _, own = _tree(tmp_path, monkeypatch, has_swap=False)
     monkeypatch.setattr(cgroups_v2, "swap_active", lambda: False)
-    cg = RunCgroup.create("r1", _limits(memory=64 * MiB), base=own)
+    cg = RunCgroup.create("r1", limits(memory=64 * MiB), base=own)
     notes = cg.describe()["notes"]
     assert isinstance(notes, list)
     assert any("swap" in n for n in notes)
@@ -383,7 +370,7 @@ def test_attach_usage_kill_and_remove(
     """A real process is attached to the leaf, usage reads the v2 counters, and remove()
     kills it through cgroup.kill and deletes the group."""
     fake, own = _tree(tmp_path, monkeypatch)
-    cg = RunCgroup.create("r1", _limits(memory=64 * MiB, pids=16, cpu=1), base=own)
+    cg = RunCgroup.create("r1", limits(memory=64 * MiB, pids=16, cpu=1), base=own)
     (group,) = cg.paths
     p = _sleep(procs)
     cg.attach(p.pid)
@@ -422,7 +409,7 @@ def test_kill_without_cgroup_kill_freezes_and_signals(
     """Kernels before 5.14 lack cgroup.kill: the group is frozen, every member SIGKILLed
     through a pidfd, then thawed."""
     fake, own = _tree(tmp_path, monkeypatch, has_kill=False)
-    cg = RunCgroup.create("r1", _limits(pids=16), base=own)
+    cg = RunCgroup.create("r1", limits(pids=16), base=own)
     group = cg.paths[0]
     sleepers = [_sleep(procs) for _ in range(3)]
     for p in sleepers:
@@ -440,7 +427,7 @@ def test_sample_tracks_peaks_where_the_kernel_keeps_none(
 ) -> None:
     """Without pids.peak/memory.peak (kernels before 6.x), sample() keeps the maxima."""
     fake, own = _tree(tmp_path, monkeypatch, has_peak=False)
-    cg = RunCgroup.create("r1", _limits(memory=64 * MiB, pids=16), base=own)
+    cg = RunCgroup.create("r1", limits(memory=64 * MiB, pids=16), base=own)
     group = cg.paths[0]
     for pids, mem in (("5", "1000"), ("3", "4000"), ("1", "10")):
         fake._put(group, "pids.current", pids)
@@ -458,7 +445,7 @@ def test_cleanup_stale_removes_only_groups_of_dead_launchers(
     """A group named for a launcher that no longer runs is killed and removed; the live
     launcher's group (ours) stays."""
     fake, own = _tree(tmp_path, monkeypatch)
-    live = RunCgroup.create("live", _limits(pids=8), base=own)
+    live = RunCgroup.create("live", limits(pids=8), base=own)
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = os.path.join(own, "sandbox", f"sandbox-old.{dead.pid}.12345")

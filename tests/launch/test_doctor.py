@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sandbox.launch import doctor
 from sandbox.launch.doctor import Check, Status, run_checks
+from tests.launch.as_nobody import run_python_as_nobody
 
 pytestmark = pytest.mark.kernel
 
@@ -70,9 +68,6 @@ def test_userns_probe_as_nobody_from_root() -> None:
 def test_userns_check_as_an_ordinary_user() -> None:
     """Run by an ordinary user (nobody, via setpriv), the check creates a user namespace
     as that user and reports ok."""
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None:
-        pytest.skip("needs root and setpriv to become nobody")
     code = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "import os\n"
@@ -80,24 +75,7 @@ def test_userns_check_as_an_ordinary_user() -> None:
         "c = check_userns()\n"
         "print(os.geteuid(), c.status.value, c.detail, sep='|')\n"
     )
-    out = subprocess.run(
-        [
-            setpriv,
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            sys.executable,
-            "-c",
-            code,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",
-        check=False,
-    )
+    out = run_python_as_nobody(code)
     assert out.returncode == 0, out.stderr
     uid, status, detail = out.stdout.strip().split("|")
     assert uid == "65534"
