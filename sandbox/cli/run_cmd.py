@@ -167,10 +167,11 @@ def _compile(args: argparse.Namespace | RunArgs, primary: str, overlay: str | No
     from sandbox.compile.plan_builder import compile_policy  # noqa: PLC0415
     from sandbox.launch.spec import spec_from_plan  # noqa: PLC0415
     from sandbox.plan import cache  # noqa: PLC0415
-    from sandbox.policy.load import load_policy  # noqa: PLC0415
+    from sandbox.policy.load import load_policy, load_policy_text  # noqa: PLC0415
 
-    policy = load_policy(overlay, name="<command line>") if overlay else load_policy(
-        Path(primary))
+    # The overlay is always TOML text (never guessed to be a path); the primary a file.
+    policy = (load_policy_text(overlay, name="<command line>") if overlay
+              else load_policy(Path(primary)))
     plan = compile_policy(policy)
     spec = spec_from_plan(plan)
     if not args.no_cache:
