@@ -47,6 +47,7 @@ class ChildContext:
 
     __slots__ = (
         "argv",
+        "bpf",
         "bpf_buffer",
         "bpf_length",
         "caller_uid",
@@ -82,6 +83,7 @@ class ChildContext:
     )
 
     argv: list[str]
+    bpf: bytes
     bpf_buffer: Any
     bpf_length: int
     caller_uid: int

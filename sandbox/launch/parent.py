@@ -135,6 +135,7 @@ def prepare(spec: LaunchSpec, argv: list[str], *, cwd: str | None,
     ctx.path_dirs = environment.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(":")
     ctx.notify = spec.notify_bpf is not None
     bpf = spec.notify_bpf if spec.notify_bpf is not None else spec.bpf
+    ctx.bpf = bpf
     ctx.bpf_buffer, ctx.bpf_length = seccomp_load.prepare_filter(bpf)
     ctx.verify_seccomp = spec.verify_seccomp
     return ctx
@@ -310,10 +311,28 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     ctx.parent_fds = [err_r, status_r, sync.fileno(), *outputs,
                       *([] if stdin_w is None else [stdin_w])]
     _mark("channels")
-    # 3. Fork while single-threaded; the child never returns from holder_main.
-    pid = os.fork()
-    if pid == 0:
-        child.holder_main(ctx)
+    # 3. Start the child side: the native helper (no copy of this process), or a fork
+    #    while single-threaded (the child never returns from holder_main).
+    if os.environ.get("SANDBOX_SPAWNER") == "native":
+        from sandbox.launch import spawner  # noqa: PLC0415
+
+        try:
+            pid = spawner.spawn(ctx, ctx.stdio, err_w, status_w, sync_child.fileno())
+        except SetupError as exc:
+            for fd in (err_r, err_w, status_r, status_w, *outputs, *close_after_fork):
+                os.close(fd)
+            sync.close()
+            sync_child.close()
+            if stdin_w is not None:
+                os.close(stdin_w)
+            if cgroup is not None:
+                _remove_cgroup(cgroup)
+            _end_network(None, prepared)
+            return _setup_failed(spec, argv, run_id, started, exc, None, notes)
+    else:
+        pid = os.fork()
+        if pid == 0:
+            child.holder_main(ctx)
     _mark("forked")
     # 4. The parent keeps only its own ends.
     for fd in (err_w, status_w, *close_after_fork):
