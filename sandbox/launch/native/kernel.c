@@ -1,0 +1,94 @@
+/*
+ * Kernel calls made with syscall(2) (sandbox/launch/kernel.py): the new mount API,
+ * pivot_root, close_range, capset/capget and seccomp, so that the helper builds with
+ * libc headers that predate their wrappers. Each returns -1 with errno on failure.
+ */
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/seccomp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "spawn.h"
+
+/* Numbers from 424 up are the same on every architecture. */
+#ifndef __NR_open_tree
+#define __NR_open_tree 428
+#endif
+#ifndef __NR_move_mount
+#define __NR_move_mount 429
+#endif
+#ifndef __NR_close_range
+#define __NR_close_range 436
+#endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442
+#endif
+
+/* struct mount_attr of linux/mount.h (not included: it clashes with sys/mount.h). */
+struct spawn_mount_attr {
+	uint64_t attr_set;
+	uint64_t attr_clr;
+	uint64_t propagation;
+	uint64_t userns_fd;
+};
+
+int sys_open_tree(int dirfd, const char *path, unsigned int flags)
+{
+	return (int)syscall(__NR_open_tree, dirfd, path, flags);
+}
+
+/* Attach the detached tree from_fd at to_path. */
+int sys_move_mount(int from_fd, const char *to_path)
+{
+	return (int)syscall(__NR_move_mount, from_fd, "", AT_FDCWD, to_path,
+			    MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+int sys_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set)
+{
+	struct spawn_mount_attr attr = { .attr_set = attr_set };
+
+	return (int)syscall(__NR_mount_setattr, dirfd, path, flags, &attr, sizeof(attr));
+}
+
+int sys_pivot_root(const char *new_root, const char *put_old)
+{
+	return (int)syscall(__NR_pivot_root, new_root, put_old);
+}
+
+int sys_close_range(unsigned int first, unsigned int last, unsigned int flags)
+{
+	return (int)syscall(__NR_close_range, first, last, flags);
+}
+
+int sys_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable)
+{
+	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2] = {
+		{ (uint32_t)effective, (uint32_t)permitted, (uint32_t)inheritable },
+		{ (uint32_t)(effective >> 32), (uint32_t)(permitted >> 32),
+		  (uint32_t)(inheritable >> 32) },
+	};
+
+	return (int)syscall(__NR_capset, &header, data);
+}
+
+int sys_capget(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable)
+{
+	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+
+	if (syscall(__NR_capget, &header, data) != 0)
+		return -1;
+	*effective = data[0].effective | ((uint64_t)data[1].effective << 32);
+	*permitted = data[0].permitted | ((uint64_t)data[1].permitted << 32);
+	*inheritable = data[0].inheritable | ((uint64_t)data[1].inheritable << 32);
+	return 0;
+}
+
+/* Returns the listener fd with SECCOMP_FILTER_FLAG_NEW_LISTENER, else 0. */
+int sys_seccomp_filter(unsigned int flags, const struct sock_fprog *prog)
+{
+	return (int)syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, flags, prog);
+}

@@ -1,0 +1,529 @@
+/*
+ * The sandbox's filesystem (sandbox/launch/mounts.py): bind sources opened safely, then
+ * a fresh read-only root built.
+ *
+ * Two halves:
+ *
+ * - open_sources runs right after unshare, still with the caller's own credentials, and
+ *   opens every bind source as an O_PATH descriptor, walking the path one component at
+ *   a time with O_NOFOLLOW. So a source is exactly the file the policy named, seen with
+ *   the caller's permissions (root's 0700 directories stay reachable for root, never
+ *   for an unprivileged caller), and a symlink planted along the way cannot redirect a
+ *   bind.
+ * - build_root runs as pid 1 of the new pid namespace (a fresh /proc must be mounted
+ *   from inside it) and builds a new root on an empty tmpfs from those descriptors with
+ *   the new mount API: each bind is cloned detached, made ro,nosuid,nodev recursively
+ *   *before* it is attached, attached, then checked with statvfs. The old root is
+ *   detached.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "spawn.h"
+
+/* The device nodes a sandbox gets (as Docker's and bubblewrap's defaults). Binds of the
+ * host's nodes, because mknod is impossible in a user namespace. */
+static const char *const device_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+#define N_DEVICES (sizeof(device_nodes) / sizeof(device_nodes[0]))
+#define STAGING "/tmp"   /* where the new root is assembled; hidden from the host by the private ns */
+#define MAX_SYMLINKS 40  /* as the kernel's own limit on a path walk */
+#define PATH_SIZE (2 * PATH_MAX)
+
+/* Why _open_nofollow failed: an errno, and for a refused symlink a detail. */
+struct walk_error {
+	int err;
+	char detail[PATH_MAX];
+};
+
+/* The next component of a path that is neither "" nor "." (as Python's filtered split),
+ * or NULL; *len is its length. ".." is a component like any other. */
+static const char *component(const char *p, size_t *len)
+{
+	for (;;) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			return NULL;
+		*len = strcspn(p, "/");
+		if (!(*len == 1 && p[0] == '.'))
+			return p;
+		p += *len;
+	}
+}
+
+static char *concat3(const char *a, const char *b, const char *c)
+{
+	size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+	char *s = malloc(la + lb + lc + 1);
+
+	if (!s)
+		return NULL;
+	memcpy(s, a, la);
+	memcpy(s + la, b, lb);
+	memcpy(s + la + lb, c, lc + 1);
+	return s;
+}
+
+static int walk_fail(struct walk_error *e, int err, int fd, char *queue)
+{
+	if (fd >= 0)
+		close(fd);
+	free(queue);
+	e->err = err;
+	return -1;
+}
+
+/*
+ * Open `path` as O_PATH without letting an untrusted symlink redirect it.
+ *
+ * A symlink in the middle of the path is followed only when it is owned by root or by
+ * the caller, i.e. when nobody else can have planted it (stops "bind ~/work" becoming
+ * "bind /etc/shadow" via ~/work -> /etc made by another user). A symlink as the last
+ * component is returned as such: the caller recreates it inside the sandbox rather than
+ * binding what it points to (/bin -> usr/bin on merged-/usr hosts).
+ */
+static int open_nofollow(const char *path, uid_t trusted0, uid_t trusted1, struct source *out,
+			 struct walk_error *e)
+{
+	const int flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+	char *queue = strdup(path);
+	const char *p = queue, *name;
+	char comp[PATH_MAX];
+	size_t len, more_len;
+	int fd, nfd, hops = 0;
+	struct stat info;
+
+	e->detail[0] = '\0';
+	if (!queue)
+		return walk_fail(e, ENOMEM, -1, NULL);
+	fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return walk_fail(e, errno, -1, queue);
+	while ((name = component(p, &len))) {
+		if (len >= sizeof(comp))
+			return walk_fail(e, ENAMETOOLONG, fd, queue);
+		memcpy(comp, name, len);
+		comp[len] = '\0';
+		p = name + len;
+		nfd = openat(fd, comp, flags);
+		if (nfd < 0 && errno == ENOENT) {
+			close(fd);
+			free(queue);
+			out->kind = SOURCE_MISSING;
+			return 0;
+		}
+		if (nfd < 0)
+			return walk_fail(e, errno, fd, queue);
+		if (fstat(nfd, &info) < 0) {
+			int err = errno;
+
+			close(nfd);
+			return walk_fail(e, err, fd, queue);
+		}
+		bool more = component(p, &more_len) != NULL;
+		if (S_ISLNK(info.st_mode)) {
+			char target[PATH_MAX + 1];
+			ssize_t n = readlinkat(nfd, "", target, sizeof(target));
+			int err = errno;
+
+			close(nfd);
+			if (n < 0)
+				return walk_fail(e, err, fd, queue);
+			if ((size_t)n >= sizeof(target))
+				return walk_fail(e, ENAMETOOLONG, fd, queue);
+			target[n] = '\0';
+			if (!more) {
+				close(fd);
+				free(queue);
+				out->kind = SOURCE_SYMLINK;
+				out->target = strdup(target);
+				if (!out->target) {
+					e->err = ENOMEM;
+					return -1;
+				}
+				return 0;
+			}
+			if (info.st_uid != trusted0 && info.st_uid != trusted1) {
+				char repr[4 * PATH_MAX];
+
+				snprintf(e->detail, sizeof(e->detail), "symlink %s is owned by uid %u",
+					 pyrepr(comp, repr, sizeof(repr)), (unsigned)info.st_uid);
+				return walk_fail(e, ELOOP, fd, queue);
+			}
+			if (++hops > MAX_SYMLINKS) {
+				snprintf(e->detail, sizeof(e->detail), "too many symlinks");
+				return walk_fail(e, ELOOP, fd, queue);
+			}
+			if (target[0] == '/') {
+				close(fd);
+				fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+				if (fd < 0)
+					return walk_fail(e, errno, -1, queue);
+			}
+			char *next = concat3(target, "/", p);
+			if (!next)
+				return walk_fail(e, ENOMEM, fd, queue);
+			free(queue);
+			queue = next;
+			p = queue;
+			continue;
+		}
+		if (more && !S_ISDIR(info.st_mode)) {
+			close(nfd);
+			return walk_fail(e, ENOTDIR, fd, queue);
+		}
+		close(fd);
+		fd = nfd;
+	}
+	free(queue);
+	if (fstat(fd, &info) < 0)
+		return walk_fail(e, errno, fd, NULL);
+	out->kind = SOURCE_FD;
+	out->fd = fd;
+	out->is_dir = S_ISDIR(info.st_mode);
+	return 0;
+}
+
+/*
+ * One source per bind step (in order), then one per device node, then /dev/null again
+ * (for masks). A missing source that is not optional, or a refused symlink, stops the
+ * run; the device nodes are trusted only when root owns every symlink on the way.
+ */
+struct source *open_sources(const struct context *ctx)
+{
+	size_t n = 0, at = 0;
+	struct source *sources;
+	struct walk_error e;
+
+	for (size_t i = 0; i < ctx->n_mounts; i++)
+		n += strcmp(ctx->mounts[i].kind, "bind") == 0;
+	sources = calloc(n + N_DEVICES + 1, sizeof(*sources));
+	if (!sources)
+		fail("bind_source", ENOMEM, NULL);
+	for (size_t i = 0; i < ctx->n_mounts; i++) {
+		const struct mount_step *step = &ctx->mounts[i];
+
+		if (strcmp(step->kind, "bind") != 0)
+			continue;
+		if (open_nofollow(step->src, 0, ctx->caller_uid, &sources[at], &e) < 0)
+			failf("bind_source", e.err, step->src, "%s", e.detail);
+		if (sources[at].kind == SOURCE_MISSING && !step->optional)
+			failf("bind_source", ENOENT, step->src, "bind for %s", step->dst);
+		at++;
+	}
+	for (size_t i = 0; i <= N_DEVICES; i++) {
+		char path[32];
+
+		snprintf(path, sizeof(path), "/dev/%s", device_nodes[i % N_DEVICES]);
+		if (open_nofollow(path, 0, 0, &sources[at], &e) < 0)
+			fail("dev", e.err, path);
+		if (sources[at].kind != SOURCE_FD)
+			failf("dev", ENOENT, path, "not a device node");
+		at++;
+	}
+	return sources;
+}
+
+/* Create dst under root (parents too) without following any symlink; the full path is
+ * left in `path` (PATH_SIZE bytes). */
+static void mountpoint(const char *root, const char *dst, bool is_dir, char *path)
+{
+	size_t at = strlen(root), len;
+	const char *name = dst;
+	struct stat info;
+
+	memcpy(path, root, at + 1);
+	while ((name = component(name, &len))) {
+		bool last;
+
+		if (at + 1 + len >= PATH_SIZE)
+			fail("mountpoint", ENAMETOOLONG, dst);
+		path[at++] = '/';
+		memcpy(path + at, name, len);
+		at += len;
+		path[at] = '\0';
+		name += len;
+		last = component(name, &len) == NULL;
+		if (lstat(path, &info) < 0) {
+			if (errno != ENOENT)
+				fail("mountpoint", errno, dst);
+			if (last && !is_dir) {
+				int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+
+				if (fd < 0 || close(fd) < 0)
+					fail("mountpoint", errno, dst);
+			} else if (mkdir(path, 0755) < 0) {
+				fail("mountpoint", errno, dst);
+			}
+			continue;
+		}
+		if (S_ISLNK(info.st_mode))
+			failf("mountpoint", ELOOP, dst, "%s is a symlink", path + strlen(root));
+		if (!last && !S_ISDIR(info.st_mode))
+			fail("mountpoint", ENOTDIR, dst);
+	}
+}
+
+/* a + b + c into out (PATH_SIZE bytes); a path too long for it fails the step. */
+static void join(char *out, const char *a, const char *b, const char *c, const char *step,
+		 const char *dst)
+{
+	if ((size_t)snprintf(out, PATH_SIZE, "%s%s%s", a, b, c) >= PATH_SIZE)
+		fail(step, ENAMETOOLONG, dst);
+}
+
+/* The kernel cannot report a flag it silently dropped: check with statvfs. */
+static void verify_flags(const char *path, const char *dst, bool readonly, const char *step)
+{
+	struct statvfs info;
+	unsigned long want = ST_NOSUID | (readonly ? ST_RDONLY : 0);
+
+	if (statvfs(path, &info) < 0)
+		fail(step, errno, dst);
+	if ((info.f_flag & want) != want)
+		failf(step, 0, dst, "mount flags 0x%lx lack 0x%lx after mounting", info.f_flag, want);
+}
+
+/*
+ * Clone the tree at fd detached, set attrs recursively, attach it at path.
+ *
+ * Setting the flags before attaching means the tree is never visible writable or with
+ * suid honoured, not even for an instant, and AT_RECURSIVE covers submounts as well (a
+ * plain remount would leave /usr/sub writable).
+ */
+static void attach_clone(int fd, const char *path, uint64_t attrs, const char *dst,
+			 const char *step)
+{
+	int tree = sys_open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+				 AT_RECURSIVE);
+	const char *call = "mount_setattr";
+	int err = 0;
+
+	if (tree < 0)
+		failf(step, errno, dst, "open_tree");
+	if (sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attrs) < 0)
+		err = errno;
+	else if (sys_move_mount(tree, path) < 0)
+		err = errno, call = "move_mount";
+	close(tree);
+	if (err)
+		failf(step, err, dst, "%s: %s", call, strerror(err));
+}
+
+static void do_mount(const char *source, const char *path, const char *fstype,
+		     unsigned long flags, const char *data, const char *dst, const char *step)
+{
+	if (mount(source, path, fstype, flags, data) < 0)
+		failf(step, errno, dst, "%s", data);
+}
+
+static void bind_step(const char *root, const struct mount_step *step, const struct source *src)
+{
+	const char *dst = step->dst;
+	char path[PATH_SIZE];
+
+	if (src->kind == SOURCE_MISSING)
+		return;  /* optional and absent (open_sources refused the rest) */
+	if (src->kind == SOURCE_SYMLINK) {
+		/* the parent as Python's dst.rsplit("/", 1)[0] or "/" */
+		const char *slash = strrchr(dst, '/');
+		char parent[PATH_SIZE];
+		size_t len = slash ? (size_t)(slash - dst) : strlen(dst);
+
+		if (len >= sizeof(parent))
+			fail("mountpoint", ENAMETOOLONG, dst);
+		memcpy(parent, dst, len);
+		parent[len] = '\0';
+		if (len == 0)
+			strcpy(parent, "/");
+		if (strcmp(parent, "/") != 0)
+			mountpoint(root, parent, true, path);
+		join(path, root, dst, "", "bind", dst);
+		if (symlink(src->target, path) < 0)
+			failf("bind", errno, dst, "symlink to %s", src->target);
+		return;
+	}
+	mountpoint(root, dst, src->is_dir, path);
+	attach_clone(src->fd, path, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+		     (step->writable ? 0 : MOUNT_ATTR_RDONLY), dst, "bind");
+	if (close(src->fd) < 0)
+		fail("bind", errno, dst);
+	verify_flags(path, dst, !step->writable, "bind");
+}
+
+/* A minimal /dev: host device nodes bound in, private pts and shm, the usual links. */
+static void dev(const char *root, const struct mount_step *step, const struct source *devices,
+		uid_t uid, gid_t gid)
+{
+	static const char *const links[][2] = {
+		{ "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
+		{ "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
+	};
+	const char *dst = step->dst;
+	char path[PATH_SIZE], node[PATH_SIZE], sub[PATH_SIZE], data[128];
+	long long size = step->size ? (long long)step->size : 64LL * 1024 * 1024;
+
+	mountpoint(root, dst, true, path);
+	/* nodev on the tmpfs itself: the bound nodes are separate mounts and keep working,
+	 * but nothing created here later can be a device. */
+	do_mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k",
+		 dst, "dev");
+	for (size_t i = 0; i < N_DEVICES; i++) {
+		join(sub, dst, "/", device_nodes[i], "dev", dst);
+		mountpoint(root, sub, false, node);
+		attach_clone(devices[i].fd, node, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, sub, "dev");
+	}
+	/* A private devpts instance: the sandbox cannot reach the host's terminals through it. */
+	join(sub, dst, "/pts", "", "dev", dst);
+	mountpoint(root, sub, true, node);
+	do_mount("devpts", node, "devpts", MS_NOSUID | MS_NOEXEC,
+		 "newinstance,ptmxmode=0666,mode=0620", sub, "dev");
+	join(sub, dst, "/shm", "", "dev", dst);
+	mountpoint(root, sub, true, node);
+	snprintf(data, sizeof(data), "mode=1777,size=%lld,uid=%u,gid=%u", size, (unsigned)uid,
+		 (unsigned)gid);
+	do_mount("tmpfs", node, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, data, sub, "dev");
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		join(sub, dst, "/", links[i][0], "dev", dst);
+		join(node, path, "/", links[i][0], "dev", sub);
+		if (symlink(links[i][1], node) < 0)
+			fail("dev", errno, sub);
+	}
+	/* Nothing may be added to /dev once built (its submounts keep their own flags). */
+	if (sys_mount_setattr(AT_FDCWD, path, 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+			      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) < 0)
+		failf("dev", errno, dst, "read-only remount");
+	verify_flags(path, dst, true, "dev");
+}
+
+/* Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory. */
+static void mask(const char *root, const struct mount_step *step, const struct source *null)
+{
+	const char *dst = step->dst;
+	char path[PATH_SIZE];
+	struct stat info;
+
+	join(path, root, dst, "", "mask", dst);
+	if (lstat(path, &info) < 0) {
+		if (errno == ENOENT && step->optional)
+			return;
+		fail("mask", errno, dst);
+	}
+	if (S_ISDIR(info.st_mode))
+		do_mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			 "mode=0555,size=4k", dst, "mask");
+	else if (S_ISLNK(info.st_mode))
+		failf("mask", ELOOP, dst, "is a symlink; mask its target instead");
+	else
+		attach_clone(null->fd, path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+			     MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, dst, "mask");
+	verify_flags(path, dst, true, "mask");
+}
+
+/* Make an existing path (and everything below it) read-only with a recursive rebind. */
+static void readonly(const char *root, const struct mount_step *step)
+{
+	const char *dst = step->dst;
+	char path[PATH_SIZE];
+	struct stat info;
+	int fd;
+
+	join(path, root, dst, "", "readonly", dst);
+	if (lstat(path, &info) < 0) {
+		if (errno == ENOENT && step->optional)
+			return;
+		fail("readonly", errno, dst);
+	}
+	fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		fail("readonly", errno, dst);
+	attach_clone(fd, path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, dst,
+		     "readonly");
+	if (close(fd) < 0)
+		fail("readonly", errno, dst);
+	verify_flags(path, dst, true, "readonly");
+}
+
+static void tmpfs(const char *root, const struct mount_step *step, uid_t uid, gid_t gid)
+{
+	char path[PATH_SIZE], data[128];
+	int n = snprintf(data, sizeof(data), "mode=%llo,uid=%u,gid=%u",
+			 (unsigned long long)step->mode, (unsigned)uid, (unsigned)gid);
+
+	mountpoint(root, step->dst, true, path);
+	if (step->size)
+		snprintf(data + n, sizeof(data) - (size_t)n, ",size=%lld", (long long)step->size);
+	do_mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, data, step->dst, "tmpfs");
+	if (!step->writable && sys_mount_setattr(AT_FDCWD, path, 0, MOUNT_ATTR_RDONLY) < 0)
+		failf("tmpfs", errno, step->dst, "read-only remount");
+	verify_flags(path, step->dst, !step->writable, "tmpfs");
+}
+
+/* Build the sandbox root from the mount steps and switch to it (pid 1, or the holder
+ * without a pid namespace). */
+void build_root(const struct context *ctx, struct source *sources)
+{
+	const char *root = STAGING;
+	size_t n_binds = 0, bind_index = 0;
+	char path[PATH_SIZE];
+
+	for (size_t i = 0; i < ctx->n_mounts; i++)
+		n_binds += strcmp(ctx->mounts[i].kind, "bind") == 0;
+	const struct source *devices = sources + n_binds;
+	const struct source *null = &devices[N_DEVICES];
+
+	/* Mount events must not travel between the sandbox and the host in either direction. */
+	do_mount("", "/", "", MS_REC | MS_PRIVATE, "", "/", "make_private");
+	/* The new root: an empty tmpfs; it holds only mount points and symlinks. */
+	do_mount("tmpfs", STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m", "/",
+		 "root_tmpfs");
+	for (size_t i = 0; i < ctx->n_mounts; i++) {
+		const struct mount_step *step = &ctx->mounts[i];
+		const char *kind = step->kind;
+
+		if (strcmp(kind, "bind") == 0) {
+			bind_step(root, step, &sources[bind_index++]);
+		} else if (strcmp(kind, "tmpfs") == 0) {
+			tmpfs(root, step, ctx->uid, ctx->gid);
+		} else if (strcmp(kind, "proc") == 0) {
+			mountpoint(root, step->dst, true, path);
+			/* A procfs of the new pid namespace: host processes are not in it.
+			 * hidepid: the program does not see pid 1 (the launcher's init, another
+			 * uid) either. */
+			do_mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				 "hidepid=invisible", step->dst, "proc");
+		} else if (strcmp(kind, "dev") == 0) {
+			dev(root, step, devices, ctx->uid, ctx->gid);
+		} else if (strcmp(kind, "mask") == 0) {
+			mask(root, step, null);
+		} else if (strcmp(kind, "readonly") == 0) {
+			readonly(root, step);
+		} else {
+			char repr[4 * PATH_MAX];
+
+			failf("mounts", EINVAL, step->dst, "unknown mount kind %s",
+			      pyrepr(kind, repr, sizeof(repr)));
+		}
+	}
+	for (size_t i = 0; i <= N_DEVICES; i++)
+		if (close(devices[i].fd) < 0)
+			fail("dev", errno, NULL);
+	/* Switch roots: pivot_root(".", ".") stacks the old root on top of the new one, and
+	 * the detach removes it, so no path in the sandbox leads to the host's tree. */
+	if (chdir(root) < 0 || sys_pivot_root(".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
+	    chdir("/") < 0)
+		fail("pivot_root", errno, root);
+	/* The root itself is read-only: writable places are only the binds and tmpfs the
+	 * policy names. */
+	if (sys_mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+			      MOUNT_ATTR_NODEV) < 0)
+		fail("root_readonly", errno, "/");
+	verify_flags("/", "/", true, "root_readonly");
+}
