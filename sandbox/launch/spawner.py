@@ -104,7 +104,7 @@ def encode_context(ctx: ChildContext) -> bytes:
         out.text(step.get("dst") or "", "a mount destination")
         for key in ("writable", "optional", "size", "mode"):
             out.i64(int(step.get(key) or 0))
-    out.text(ctx.bpf, "the filter")
+    out.parts.append(_U32.pack(len(ctx.bpf)) + ctx.bpf)  # binary: NUL bytes are fine here
     out.parts.append(TRAILER)
     return b"".join(out.parts)
 
