@@ -4,8 +4,7 @@ Read `launch` top to bottom: it is the order of events on the launcher's side, e
 with the reason it is there. The child side is in child.py. Everything the child needs
 is computed here *before* fork (the child imports and looks up nothing); what only the
 parent needs (audit writer, the verdict's dataclasses) is imported after fork, while
-the child is busy, so the two costs overlap. The run's cgroup is created before fork
-(see step 5 for why).
+the child is busy, so the two costs overlap; so is creating the run's cgroup (step 5).
 """
 
 from __future__ import annotations
@@ -272,13 +271,6 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     cgroup: Any = None
     try:
         ctx = prepare(spec, argv, cwd=cwd, env=env)
-        # 1a. The run's cgroup with its limits written and read back (no group, no run,
-        #     unless the policy allows running without limits). Before fork, so that the
-        #     helper thread that moves the holder into it (step 5) only waits in the
-        #     kernel and never competes with this thread for the interpreter lock.
-        cgroup, note = _open_cgroup(spec, run_id)
-        if note:
-            notes.append(note)
         # 1b. A private network: pin the allowed names and write the sandbox's
         #     /etc/hosts and /etc/resolv.conf now, so pid 1 binds them read-only while it
         #     builds the root; the link itself needs the child's namespace (step 6b).
@@ -345,9 +337,17 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     init_pidfd: int | None = None
     mover: _CgroupMove | None = None
     try:
-        # 5. While the child unshares (a new network namespace takes milliseconds): the
-        #    holder moved into the run's cgroup on a helper thread (see _CgroupMove: the
-        #    move waits for an RCU grace period, which should start as early as possible).
+        # 5. While the child unshares (a new network namespace takes a millisecond): the
+        #    run's cgroup, its limits written and read back (no group, no run, unless the
+        #    policy allows running without limits); then the holder is moved into it on
+        #    a helper thread (see _CgroupMove: the move waits for an RCU grace period,
+        #    which should start as early as possible). The group is made on this thread
+        #    first, so the helper thread only waits in the kernel and never competes with
+        #    this one for the interpreter lock.
+        cgroup, note = _open_cgroup(spec, run_id)
+        if note:
+            notes.append(note)
+        _mark("cgroup_created")
         mover = _CgroupMove(cgroup, pid)
         # 6. The child has its namespaces: write its id maps through a pidfd-checked
         #    /proc handle; only then may it go on (as an id of its own namespace).
