@@ -54,7 +54,8 @@ void set_caps(uint64_t keep_mask, const int *keep, size_t n_keep)
 	if (sys_capset(keep_mask, keep_mask, keep_mask) < 0)
 		failf("capabilities", errno, NULL, "capset: %s", strerror(errno));
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
-		failf("capabilities", errno, NULL, "prctl(%d): %s", PR_CAP_AMBIENT, strerror(errno));
+		failf("capabilities", errno, NULL, "prctl(%d): %s", PR_CAP_AMBIENT,
+		      strerror(errno));
 	for (size_t i = 0; i < n_keep; i++)
 		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, keep[i], 0, 0) < 0)
 			failf("capabilities", errno, NULL, "prctl(%d): %s", PR_CAP_AMBIENT,
@@ -72,7 +73,8 @@ static const char *status_field(const char *status, const char *name, char *out,
 		size_t len = strcspn(line, "\n");
 		const char *colon = memchr(line, ':', len);
 
-		if (colon && (size_t)(colon - line) == name_len && memcmp(line, name, name_len) == 0) {
+		if (colon && (size_t)(colon - line) == name_len &&
+		    memcmp(line, name, name_len) == 0) {
 			const char *v = colon + 1, *end = line + len;
 
 			while (v < end && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\v' ||

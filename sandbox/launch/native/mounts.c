@@ -32,7 +32,8 @@
  * host's nodes, because mknod is impossible in a user namespace. */
 static const char *const device_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
 #define N_DEVICES (sizeof(device_nodes) / sizeof(device_nodes[0]))
-#define STAGING "/tmp"   /* where the new root is assembled; hidden from the host by the private ns */
+/* Where the new root is assembled; hidden from the host by the private mount namespace. */
+#define STAGING "/tmp"
 #define MAX_SYMLINKS 40  /* as the kernel's own limit on a path walk */
 #define PATH_SIZE (2 * PATH_MAX)
 
@@ -114,7 +115,8 @@ static int open_nofollow(const char *path, uid_t trusted0, uid_t trusted1, struc
 		p = name + len;
 		nfd = openat(fd, comp, flags);
 		if (nfd < 0 && errno == ENOENT) {
-			close(fd);
+			if (close(fd) < 0)
+				return walk_fail(e, errno, -1, queue);
 			free(queue);
 			out->kind = SOURCE_MISSING;
 			return 0;
@@ -133,14 +135,16 @@ static int open_nofollow(const char *path, uid_t trusted0, uid_t trusted1, struc
 			ssize_t n = readlinkat(nfd, "", target, sizeof(target));
 			int err = errno;
 
-			close(nfd);
+			if (close(nfd) < 0 && n >= 0)
+				n = -1, err = errno;
 			if (n < 0)
 				return walk_fail(e, err, fd, queue);
 			if ((size_t)n >= sizeof(target))
 				return walk_fail(e, ENAMETOOLONG, fd, queue);
 			target[n] = '\0';
 			if (!more) {
-				close(fd);
+				if (close(fd) < 0)
+					return walk_fail(e, errno, -1, queue);
 				free(queue);
 				out->kind = SOURCE_SYMLINK;
 				out->target = strdup(target);
@@ -153,7 +157,8 @@ static int open_nofollow(const char *path, uid_t trusted0, uid_t trusted1, struc
 			if (info.st_uid != trusted0 && info.st_uid != trusted1) {
 				char repr[4 * PATH_MAX];
 
-				snprintf(e->detail, sizeof(e->detail), "symlink %s is owned by uid %u",
+				snprintf(e->detail, sizeof(e->detail),
+					 "symlink %s is owned by uid %u",
 					 pyrepr(comp, repr, sizeof(repr)), (unsigned)info.st_uid);
 				return walk_fail(e, ELOOP, fd, queue);
 			}
@@ -162,7 +167,8 @@ static int open_nofollow(const char *path, uid_t trusted0, uid_t trusted1, struc
 				return walk_fail(e, ELOOP, fd, queue);
 			}
 			if (target[0] == '/') {
-				close(fd);
+				if (close(fd) < 0)
+					return walk_fail(e, errno, -1, queue);
 				fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 				if (fd < 0)
 					return walk_fail(e, errno, -1, queue);
@@ -179,7 +185,12 @@ static int open_nofollow(const char *path, uid_t trusted0, uid_t trusted1, struc
 			close(nfd);
 			return walk_fail(e, ENOTDIR, fd, queue);
 		}
-		close(fd);
+		if (close(fd) < 0) {
+			int err = errno;
+
+			close(nfd);
+			return walk_fail(e, err, -1, queue);
+		}
 		fd = nfd;
 	}
 	free(queue);
@@ -288,7 +299,8 @@ static void verify_flags(const char *path, const char *dst, bool readonly, const
 	if (statvfs(path, &info) < 0)
 		fail(step, errno, dst);
 	if ((info.f_flag & want) != want)
-		failf(step, 0, dst, "mount flags 0x%lx lack 0x%lx after mounting", info.f_flag, want);
+		failf(step, 0, dst, "mount flags 0x%lx lack 0x%lx after mounting", info.f_flag,
+		      want);
 }
 
 /*
@@ -312,7 +324,8 @@ static void attach_clone(int fd, const char *path, uint64_t attrs, const char *d
 		err = errno;
 	else if (sys_move_mount(tree, path) < 0)
 		err = errno, call = "move_mount";
-	close(tree);
+	if (close(tree) < 0 && !err)
+		fail(step, errno, dst);
 	if (err)
 		failf(step, err, dst, "%s: %s", call, strerror(err));
 }
@@ -378,7 +391,8 @@ static void dev(const char *root, const struct mount_step *step, const struct so
 	for (size_t i = 0; i < N_DEVICES; i++) {
 		join(sub, dst, "/", device_nodes[i], "dev", dst);
 		mountpoint(root, sub, false, node);
-		attach_clone(devices[i].fd, node, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, sub, "dev");
+		attach_clone(devices[i].fd, node, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, sub,
+			     "dev");
 	}
 	/* A private devpts instance: the sandbox cannot reach the host's terminals through it. */
 	join(sub, dst, "/pts", "", "dev", dst);

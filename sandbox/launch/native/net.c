@@ -52,7 +52,8 @@ void loopback_up(void)
 		failed("SIOCSIFFLAGS lo up", errno);
 	/* Verify: the ioctl can succeed on an interface that then does not run. */
 	after = lo_flags(sock);
-	close(sock);
+	if (close(sock) < 0)
+		fail("network", errno, "lo");
 	if (!(after & IFF_UP))
 		failf("network", EIO, "lo", "network step 'loopback' failed: lo is still down "
 		      "after SIOCSIFFLAGS (flags 0x%x)", after);

@@ -28,7 +28,8 @@ int load_filter(const struct context *ctx)
 	if (result < 0)
 		failf("seccomp", errno, NULL, "SECCOMP_SET_MODE_FILTER");
 	if (ctx->verify_seccomp) {
-		/* The filter allows this call (checked by the simulator when the spec was built). */
+		/* The filter allows this call (the simulator checked it when the spec was
+		 * built; verify_seccomp is 0 otherwise). */
 		int mode = prctl(PR_GET_SECCOMP, 0, 0, 0, 0);
 
 		if (mode < 0)

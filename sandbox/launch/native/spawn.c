@@ -198,7 +198,8 @@ static void verify(const struct context *ctx)
 	if (ruid != ctx->uid || euid != ctx->uid || suid != ctx->uid || rgid != ctx->gid ||
 	    egid != ctx->gid || sgid != ctx->gid)
 		failf("verify", 0, NULL, "ids are (%u, %u, %u) (%u, %u, %u)", (unsigned)ruid,
-		      (unsigned)euid, (unsigned)suid, (unsigned)rgid, (unsigned)egid, (unsigned)sgid);
+		      (unsigned)euid, (unsigned)suid, (unsigned)rgid, (unsigned)egid,
+		      (unsigned)sgid);
 	if (stat("/proc/self", &info) == 0 && S_ISDIR(info.st_mode)) {
 		static const char *const names[] = { "uid_map", "gid_map" };
 		const char *wants[] = { ctx->uid_map_text, ctx->gid_map_text };
@@ -286,7 +287,8 @@ static noreturn void program(const struct context *ctx, pid_t parent)
 		failf("capabilities", errno, NULL, "PR_CAPBSET_DROP %d", failed_cap);
 	/* The program's own ids; keep-caps holds the keep-list across the uid change. */
 	keep_caps(true);
-	if (setresgid(ctx->gid, ctx->gid, ctx->gid) < 0 || setresuid(ctx->uid, ctx->uid, ctx->uid) < 0)
+	if (setresgid(ctx->gid, ctx->gid, ctx->gid) < 0 ||
+	    setresuid(ctx->uid, ctx->uid, ctx->uid) < 0)
 		failf("ids", errno, NULL, "uid %u gid %u", (unsigned)ctx->uid, (unsigned)ctx->gid);
 	set_caps(ctx->keep_mask, ctx->keep, ctx->n_keep);
 	keep_caps(false);
