@@ -134,6 +134,11 @@ class RunCgroup:
         """
         return self._backend.procs_fd()
 
+    def join_fds(self) -> list[int]:
+        """v1: open ``tasks`` files the child writes "0" to, joining by itself (see
+        `cgroups_v1.V1Group.join_fds`); v2: none, the launcher attaches. Caller closes."""
+        return self._backend.join_fds()
+
     def usage(self) -> CgroupUsage:
         """What the run used so far (after `remove`: the final figures)."""
         return self._backend.usage()

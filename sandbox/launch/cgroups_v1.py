@@ -168,6 +168,27 @@ class V1Group:
         """None: ``CLONE_INTO_CGROUP`` works on cgroup v2 only."""
         return None
 
+    def join_fds(self) -> list[int]:
+        """Each group's ``tasks`` file, open for writing, for the child to join by itself.
+
+        Why: a thread that writes "0" to a v1 ``tasks`` file moves itself without the
+        kernel's global threadgroup lock, whose first taking after a quiet spell waits
+        for an RCU grace period (~11 ms on a 2-CPU VM, measured); a move from outside
+        (a pid written to ``cgroup.procs``) always takes it. The child is a
+        single-threaded process, so moving its thread moves the process. The kernel
+        checks such a write against the credentials that opened the file: ours.
+        """
+        fds: list[int] = []
+        try:
+            for path in self.paths:
+                fds.append(os.open(os.path.join(path, "tasks"), os.O_WRONLY | os.O_CLOEXEC))
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            raise CgroupUnavailable("cannot open the group's tasks file", path,
+                                    e.errno or 0) from e
+        return fds
+
     def sample(self) -> None:
         """Track the highest process count seen (for kernels without pids.peak)."""
         pids_dir = self._dirs.get("pids")

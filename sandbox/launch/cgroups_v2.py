@@ -310,6 +310,10 @@ class V2Group:
         except OSError:
             return None
 
+    def join_fds(self) -> list[int]:
+        """None to hand out: v2 has no lock-free self-move, so the launcher attaches."""
+        return []
+
     def sample(self) -> None:
         """Track the highest process count and memory seen (for kernels without *.peak)."""
         fs = self._fs

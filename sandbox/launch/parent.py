@@ -305,7 +305,8 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     _mark("channels")
     # 3. Start the child side: the native helper (no copy of this process), or a fork
     #    while single-threaded (the child never returns from holder_main).
-    if os.environ.get("SANDBOX_SPAWNER") == "native":
+    native = os.environ.get("SANDBOX_SPAWNER") == "native"
+    if native:
         from sandbox.launch import spawner  # noqa: PLC0415
 
         try:
@@ -336,19 +337,23 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     init_pid: int | None = None
     init_pidfd: int | None = None
     mover: _CgroupMove | None = None
+    join: list[int] = []
+    join_sent = False
     try:
         # 5. While the child unshares (a new network namespace takes a millisecond): the
         #    run's cgroup, its limits written and read back (no group, no run, unless the
-        #    policy allows running without limits); then the holder is moved into it on
-        #    a helper thread (see _CgroupMove: the move waits for an RCU grace period,
-        #    which should start as early as possible). The group is made on this thread
-        #    first, so the helper thread only waits in the kernel and never competes with
-        #    this one for the interpreter lock.
+        #    policy allows running without limits). On v1 the holder joins it by itself
+        #    (see V1Group.join_fds: no global lock, no RCU wait), through the group's
+        #    tasks files handed over with "G" below. Otherwise the holder is moved into it
+        #    on a helper thread (see _CgroupMove: that move waits for an RCU grace
+        #    period, which should start as early as possible); the group is made on this
+        #    thread first, so the helper thread only waits in the kernel.
         cgroup, note = _open_cgroup(spec, run_id)
         if note:
             notes.append(note)
+        join = _join_fds(cgroup) if native and os.environ.get("SANDBOX_SELF_JOIN") else []
         _mark("cgroup_created")
-        mover = _CgroupMove(cgroup, pid)
+        mover = _CgroupMove(None if join else cgroup, pid)
         # 6. The child has its namespaces: write its id maps through a pidfd-checked
         #    /proc handle; only then may it go on (as an id of its own namespace).
         if sync.recv(16) != b"U":
@@ -358,7 +363,14 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             userns.write_id_maps(pid, pidfd, userns.map_text(spec.uid_map),
                                  userns.map_text(spec.gid_map), spec.setgroups_deny)
         _mark("id_maps")
-        sync.send(b"G")
+        if join:
+            sync.sendmsg([b"G"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                   b"".join(fd.to_bytes(4, sys.byteorder) for fd in join))])
+            for fd in join:
+                os.close(fd)
+            join_sent = True
+        else:
+            sync.send(b"G")
         # The audit log (fail closed: no record, no run), while pid 1 builds the root
         # and the helper thread waits in the kernel: not earlier, where its imports
         # would hold the interpreter lock the helper thread needs to create the group.
@@ -395,7 +407,10 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                                      "pid 1") from None
                 mover.result()
                 _mark("holder_moved")
-                _attach(cgroup, init_pid, err_r)
+                if join_sent:
+                    _check_joined(cgroup, init_pid, err_r)
+                else:
+                    _attach(cgroup, init_pid, err_r)
                 attached = True
             elif msg == b"R":
                 _mark("child_at_gate")
@@ -403,6 +418,8 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                 if not ctx.new_pid:
                     mover.result()
                     _mark("holder_moved")
+                    if join_sent:
+                        _check_joined(cgroup, pid, err_r)
                     attached = True
         _mark("cgroup_attached")
         # One "X" for each process waiting at the gate: pid 1 and the holder (which
@@ -415,6 +432,9 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         # may still write the holder's pid, which reaping would free for reuse.
         if mover is not None:
             mover.finish()
+        if not join_sent:
+            for fd in join:
+                seccomp_load.close_quietly(fd)
         _abort(pid, pidfd, init_pidfd)
         for fd in (err_r, status_r, *outputs):
             os.close(fd)
@@ -644,15 +664,43 @@ def _attach(cgroup: Any, target: int, err_r: int) -> None:
     try:
         cgroup.attach(target)
     except OSError as exc:
-        os.set_blocking(err_r, False)
-        try:
-            report = os.read(err_r, 4096)
-        except OSError:
-            report = b""
-        os.set_blocking(err_r, True)
-        if report:
-            raise SetupError.decode(report) from None
-        raise SetupError("cgroup", exc.errno or errno.EIO, None, f"attach: {exc}") from None
+        raise _pending_report(err_r) or SetupError(
+            "cgroup", exc.errno or errno.EIO, None, f"attach: {exc}") from None
+
+
+def _join_fds(cgroup: Any) -> list[int]:
+    """The group's files the holder joins through (v1), or [] (none, or v2)."""
+    if cgroup is None:
+        return []
+    from sandbox.launch.cgroups import CgroupUnavailable  # noqa: PLC0415 -- loaded with the group
+
+    try:
+        return list(cgroup.join_fds())
+    except CgroupUnavailable as exc:
+        raise SetupError("cgroup", exc.errno or errno.EIO, getattr(exc, "path", None),
+                         str(exc)) from None
+
+
+def _check_joined(cgroup: Any, target: int, err_r: int) -> None:
+    """The process that forks the program joined the run's group (fail closed if not)."""
+    try:
+        inside = cgroup.contains(target)
+    except OSError:
+        inside = False
+    if not inside:
+        raise _pending_report(err_r) or SetupError(
+            "cgroup", 0, None, f"pid {target} is not in the run's group")
+
+
+def _pending_report(err_r: int) -> SetupError | None:
+    """The child's error report if it wrote one already (without waiting for it)."""
+    os.set_blocking(err_r, False)
+    try:
+        report = os.read(err_r, 4096)
+    except OSError:
+        report = b""
+    os.set_blocking(err_r, True)
+    return SetupError.decode(report) if report else None
 
 
 def _abort(pid: int, pidfd: int, init_pidfd: int | None) -> None:
