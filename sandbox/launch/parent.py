@@ -14,6 +14,7 @@ import _thread
 import contextlib
 import errno
 import os
+import select
 import signal
 import sys
 import time
@@ -351,7 +352,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         cgroup, note = _open_cgroup(spec, run_id)
         if note:
             notes.append(note)
-        join = _join_fds(cgroup) if native and os.environ.get("SANDBOX_SELF_JOIN") else []
+        join = _join_fds(cgroup) if native else []
         _mark("cgroup_created")
         mover = _CgroupMove(None if join else cgroup, pid)
         # 6. The child has its namespaces: write its id maps through a pidfd-checked
@@ -395,7 +396,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         #    gate opens, and the gate opens only after the moves were verified.
         ready = attached = False
         while not (ready and attached):
-            msg = sync.recv(16)
+            msg = _next_message(sync, init_pidfd, err_r)
             if not msg:
                 raise _child_failed(err_r)
             if msg.startswith(b"P"):
@@ -666,6 +667,24 @@ def _attach(cgroup: Any, target: int, err_r: int) -> None:
     except OSError as exc:
         raise _pending_report(err_r) or SetupError(
             "cgroup", exc.errno or errno.EIO, None, f"attach: {exc}") from None
+
+
+def _next_message(sync: _socket.socket, init_pidfd: int | None, err_r: int) -> bytes:
+    """The child's next message, or SetupError if pid 1 ends before sending one.
+
+    Why watch pid 1: once it exists, the holder waits at the gate holding its ends of
+    the channels, so a pid 1 that fails while building the root produces neither a
+    message nor an end-of-file; its report is already in the error pipe.
+    """
+    if init_pidfd is not None:
+        watch = select.poll()
+        watch.register(sync.fileno(), select.POLLIN)
+        watch.register(init_pidfd, select.POLLIN)
+        ready = {fd for fd, _ in watch.poll()}
+        if sync.fileno() not in ready:
+            raise _pending_report(err_r) or SetupError(
+                "init", errno.ECHILD, None, "pid 1 ended before the root was ready")
+    return sync.recv(16)
 
 
 def _join_fds(cgroup: Any) -> list[int]:

@@ -72,3 +72,15 @@ def test_mountinfo_shows_the_flags(sandbox):
     assert {"rw", "nosuid", "nodev"} <= set(rows["/tmp"].split(","))
     assert "noexec" in rows["/proc"].split(",")
     assert "ro" in rows["/"].split(",")
+
+
+def test_a_root_that_fails_late_ends_the_run_every_time(sandbox):
+    """pid 1 failing after it joined the cgroup (a masked symlink) is reported, never hangs.
+
+    Regression: the holder waits at the gate holding the channels, so the launcher got
+    neither a message nor an end-of-file and waited forever (every third run or so).
+    """
+    for _ in range(6):
+        result = sandbox.run(["true"], '[filesystem]\nmasked = ["/lib64"]')
+        assert result.verdict == Verdict.SETUP_FAILED, result
+        assert result.setup_error is not None and result.setup_error.step == "mask"

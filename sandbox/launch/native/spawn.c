@@ -63,6 +63,58 @@ static bool receive_sync(int fd, char want)
 }
 
 /*
+ * The launcher's "go" ("G"), with the run's cgroup v1 tasks files attached (none on v2,
+ * where the launcher moves us itself). Writing "0" to a v1 tasks file moves the writing
+ * thread, and this process has one: so we join the run's groups ourselves, which the
+ * kernel does without its global threadgroup lock (a move from outside takes that lock
+ * and, after a quiet spell, waits ~11 ms for an RCU grace period). The kernel checks the
+ * write against the credentials that opened the file, the launcher's. Before pid 1 is
+ * forked, so it and everything it starts are born inside, with the limits set. A file
+ * that cannot be written refuses the run; the launcher also checks pid 1 is listed.
+ * Returns false when the launcher sent anything but "G" (it reports why itself).
+ */
+static bool receive_go_and_join(int fd)
+{
+	char got = 0;
+	union {
+		char buf[CMSG_SPACE(MAX_JOIN_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = &got, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = control.buf, .msg_controllen = sizeof(control.buf),
+	};
+	int fds[MAX_JOIN_FDS];
+	size_t count = 0;
+	ssize_t n;
+
+	do
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t more = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		if (count + more > MAX_JOIN_FDS)
+			more = MAX_JOIN_FDS - count;
+		memcpy(fds + count, CMSG_DATA(c), more * sizeof(int));
+		count += more;
+	}
+	if (n != 1 || got != 'G')
+		return false;
+	if (msg.msg_flags & MSG_CTRUNC)
+		failf("cgroup", EMSGSIZE, NULL, "more than %d cgroup files", MAX_JOIN_FDS);
+	for (size_t i = 0; i < count; i++) {
+		if (write(fds[i], "0", 1) != 1)
+			failf("cgroup", errno, NULL, "joining the run's group (tasks file %zu)", i);
+		if (close(fds[i]) < 0)
+			failf("cgroup", errno, NULL, "closing tasks file %zu", i);
+	}
+	return true;
+}
+
+/*
  * Wait until the launcher has put this process in the run's cgroup and opened the audit
  * log; then enter the cgroup namespace.
  *
@@ -378,7 +430,7 @@ int main(void)
 		sources = open_sources(ctx);
 	/* Ask the launcher for id maps and the cgroup; nothing proceeds until it says so. */
 	send_sync(SYNC, "U");
-	if (!receive_sync(SYNC, 'G'))
+	if (!receive_go_and_join(SYNC))
 		_exit(EXIT_SETUP);
 	/* Become the namespace's own id (root of the range, or the mapped caller), shedding
 	 * the caller's host identity before touching anything inside. */

@@ -30,6 +30,8 @@
 #define SYNC_FD 4
 
 #define EXIT_SETUP 125
+/* At most this many cgroup v1 tasks files come with "G" (one per hierarchy used). */
+#define MAX_JOIN_FDS 8
 
 /* Kernel constants older libc headers may lack (values from the UAPI headers). */
 #ifndef CLONE_NEWCGROUP
