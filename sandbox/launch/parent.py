@@ -1,10 +1,11 @@
-"""The parent-side timeline: prepare, fork, map ids, join the cgroup, release, supervise.
+"""The parent-side timeline: prepare, spawn, map ids, cgroup, release, supervise.
 
 Read `launch` top to bottom: it is the order of events on the launcher's side, each step
-with the reason it is there. The child side is in child.py. Everything the child needs
-is computed here *before* fork (the child imports and looks up nothing); what only the
-parent needs (audit writer, the verdict's dataclasses) is imported after fork, while
-the child is busy, so the two costs overlap; so is creating the run's cgroup (step 5).
+with the reason it is there. The child side is the native ``sandbox-spawn``
+(``native/spawn.c``, started by spawner.py). Everything the child needs is computed here
+*before* it starts (it looks nothing up); what only the parent needs (audit writer, the
+verdict's dataclasses) is imported after, while the child is busy, so the two costs
+overlap; so is creating the run's cgroup (step 5).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import signal
 import sys
 import time
 
-from sandbox.launch import child, seccomp_load, userns
-from sandbox.launch import kernel as k
+from sandbox.launch import seccomp_notify, spawner, userns
+from sandbox.launch.context import NAMESPACE_FLAGS, ChildContext
 from sandbox.launch.errors import SetupError
 from sandbox.launch.rlimits import resolve_rlimits
 from sandbox.launch.supervise import Observed, Supervisor
@@ -79,8 +80,8 @@ def _map_words(ranges: list[tuple[int, int, int]]) -> str:
 
 
 def prepare(spec: LaunchSpec, argv: list[str], *, cwd: str | None,
-            env: dict[str, str] | None) -> child.ChildContext:
-    """Decide everything the child will do, before fork. Raises SetupError."""
+            env: dict[str, str] | None) -> ChildContext:
+    """Decide everything the child will do, before it starts. Raises SetupError."""
     if not argv:
         raise SetupError("argv", errno.EINVAL, None, "no command given")
     namespaces = set(spec.namespaces)
@@ -95,13 +96,13 @@ def prepare(spec: LaunchSpec, argv: list[str], *, cwd: str | None,
         raise SetupError("mounts", errno.EINVAL, None, "mount steps need a mount namespace")
     if "user" not in namespaces and os.geteuid() != 0:
         raise SetupError("unshare", errno.EPERM, None, "without a user namespace only root can")
-    ctx = child.ChildContext()
+    ctx = ChildContext()
     ctx.argv = list(argv)
     ctx.launcher_pid = os.getpid()
     ctx.unshare_flags = 0
     for name in spec.namespaces:
         if name != "cgroup":
-            ctx.unshare_flags |= k.NAMESPACE_FLAGS[name]
+            ctx.unshare_flags |= NAMESPACE_FLAGS[name]
     ctx.new_pid = "pid" in namespaces
     ctx.new_mount = "mount" in namespaces
     ctx.new_cgroup = "cgroup" in namespaces
@@ -136,7 +137,6 @@ def prepare(spec: LaunchSpec, argv: list[str], *, cwd: str | None,
     ctx.notify = spec.notify_bpf is not None
     bpf = spec.notify_bpf if spec.notify_bpf is not None else spec.bpf
     ctx.bpf = bpf
-    ctx.bpf_buffer, ctx.bpf_length = seccomp_load.prepare_filter(bpf)
     ctx.verify_seccomp = spec.verify_seccomp
     return ctx
 
@@ -218,16 +218,16 @@ def _open_cgroup(spec: LaunchSpec, run_id: str) -> tuple[Any, str | None]:
 
 
 class _CgroupMove:
-    """Move the holder into the run's cgroup on a helper thread.
+    """Move the holder into the run's cgroup on a helper thread (v2; v1 joins itself).
 
-    Why a thread: the first move into a v1 cgroup after a quiet spell waits for an RCU
-    grace period (5-30 ms on a loaded 2-CPU VM) before the kernel takes its lock. On
-    its own thread that wait overlaps the child's unshare, the id maps, the audit log
-    and pid 1's root build instead of following them. Why the holder: it is the first
-    process of the run, it exists as soon as we fork, and its pid is ours until we reap
-    it; pid 1 and the program then start inside (pid 1 is moved again in case it was
-    forked before the move finished). The thread starts after the launcher's only fork
-    and is joined before the gate opens and before the holder can be reaped.
+    Why a thread: the first move into a cgroup from outside after a quiet spell waits
+    for an RCU grace period (5-30 ms on a loaded 2-CPU VM) before the kernel takes its
+    lock. On its own thread that wait overlaps the child's unshare, the id maps, the
+    audit log and pid 1's root build instead of following them. Why the holder: it is
+    the first process of the run, it exists as soon as it is spawned, and its pid is
+    ours until we reap it; pid 1 and the program then start inside (pid 1 is moved
+    again in case it was forked before the move finished). The thread starts after the
+    spawn and is joined before the gate opens and before the holder can be reaped.
     """
 
     def __init__(self, cgroup: Any, holder: int) -> None:
@@ -285,7 +285,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     sync, sync_child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    stdin_fd, stdin_w, stdin_data, close_after_fork = _stdin(io)
+    stdin_fd, stdin_w, stdin_data, close_after_spawn = _stdin(io)
     outputs: dict[int, int | None] = {}
     child_out: list[int] = []
     stdout_r = None
@@ -294,42 +294,30 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             r, w = os.pipe2(os.O_CLOEXEC)
             outputs[r] = target
             child_out.append(w)
-            close_after_fork.append(w)
+            close_after_spawn.append(w)
             if stdout_r is None:
                 stdout_r = r
         else:
             child_out.append(target)
-    ctx.err_w, ctx.status_w, ctx.sync = err_w, status_w, sync_child.fileno()
     ctx.stdio = (stdin_fd, child_out[0], child_out[1])
-    ctx.parent_fds = [err_r, status_r, sync.fileno(), *outputs,
-                      *([] if stdin_w is None else [stdin_w])]
     _mark("channels")
-    # 3. Start the child side: the native helper (no copy of this process), or a fork
-    #    while single-threaded (the child never returns from holder_main).
-    native = os.environ.get("SANDBOX_SPAWNER") == "native"
-    if native:
-        from sandbox.launch import spawner  # noqa: PLC0415
-
-        try:
-            pid = spawner.spawn(ctx, ctx.stdio, err_w, status_w, sync_child.fileno())
-        except SetupError as exc:
-            for fd in (err_r, err_w, status_r, status_w, *outputs, *close_after_fork):
-                os.close(fd)
-            sync.close()
-            sync_child.close()
-            if stdin_w is not None:
-                os.close(stdin_w)
-            if cgroup is not None:
-                _remove_cgroup(cgroup)
-            _end_network(None, prepared)
-            return _setup_failed(spec, argv, run_id, started, exc, None, notes)
-    else:
-        pid = os.fork()
-        if pid == 0:
-            child.holder_main(ctx)
-    _mark("forked")
+    # 3. Start the child side, the native sandbox-spawn, with posix_spawn: nothing of
+    #    this process is copied (see spawner.py for why that matters), and the helper
+    #    gets exactly its channels and the context, no other descriptor of ours.
+    try:
+        pid = spawner.spawn(ctx, ctx.stdio, err_w, status_w, sync_child.fileno())
+    except SetupError as exc:
+        for fd in (err_r, err_w, status_r, status_w, *outputs, *close_after_spawn):
+            os.close(fd)
+        sync.close()
+        sync_child.close()
+        if stdin_w is not None:
+            os.close(stdin_w)
+        _end_network(None, prepared)
+        return _setup_failed(spec, argv, run_id, started, exc, None, notes)
+    _mark("spawned")
     # 4. The parent keeps only its own ends.
-    for fd in (err_w, status_w, *close_after_fork):
+    for fd in (err_w, status_w, *close_after_spawn):
         os.close(fd)
     sync_child.close()
     pidfd = os.pidfd_open(pid)
@@ -352,7 +340,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         cgroup, note = _open_cgroup(spec, run_id)
         if note:
             notes.append(note)
-        join = _join_fds(cgroup) if native else []
+        join = _join_fds(cgroup)
         _mark("cgroup_created")
         mover = _CgroupMove(None if join else cgroup, pid)
         # 6. The child has its namespaces: write its id maps through a pidfd-checked
@@ -387,13 +375,15 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             net = _attach_network(prepared, pid)
         _mark("network")
         # 7. The process that will fork the program must be in the cgroup before the
-        #    gate ("X") opens. With a pid namespace that is pid 1: the holder may have
-        #    forked it before its own move finished, so it is moved too, as soon as its
-        #    host pid arrives ("P") and the holder's move is done (the lock is then warm:
-        #    this move is fast). Its pid cannot be recycled under us: the holder does not
-        #    reap it before the gate opens. Without a pid namespace it is the holder
-        #    itself, our own unreaped child. Nothing of the program exists before the
-        #    gate opens, and the gate opens only after the moves were verified.
+        #    gate ("X") opens. With a pid namespace that is pid 1. On v1 the holder
+        #    joined before forking it, so pid 1 is only checked to be listed; otherwise
+        #    the holder may have forked it before its own move finished, so it is moved
+        #    too, as soon as its host pid arrives ("P") and the holder's move is done
+        #    (the lock is then warm: this move is fast). Its pid cannot be recycled
+        #    under us: the holder does not reap it before the gate opens. Without a pid
+        #    namespace it is the holder itself, our own unreaped child. Nothing of the
+        #    program exists before the gate opens, and the gate opens only after the
+        #    moves were verified.
         ready = attached = False
         while not (ready and attached):
             msg = _next_message(sync, init_pidfd, err_r)
@@ -435,7 +425,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             mover.finish()
         if not join_sent:
             for fd in join:
-                seccomp_load.close_quietly(fd)
+                seccomp_notify.close_quietly(fd)
         _abort(pid, pidfd, init_pidfd)
         for fd in (err_r, status_r, *outputs):
             os.close(fd)
@@ -503,7 +493,7 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
                                        err_r, status_r, *outputs, supervisor.stdin_w]
         for leftover in leftovers:
             if leftover is not None:
-                seccomp_load.close_quietly(leftover)
+                seccomp_notify.close_quietly(leftover)
         sync.close()
         # After every process is gone: cut and remove the link, read the flow record.
         flows = _end_network(net, prepared)
@@ -553,7 +543,7 @@ def _finish(result: Result, audit: _Audit | None) -> Result:
     return dataclasses.replace(result, audit_head=head, notes=notes)
 
 
-def _prepare_network(spec: LaunchSpec, run_id: str, ctx: child.ChildContext) -> Any:
+def _prepare_network(spec: LaunchSpec, run_id: str, ctx: ChildContext) -> Any:
     """Pin names, write /etc/hosts and /etc/resolv.conf, add their read-only binds."""
     from sandbox.launch import net_private  # noqa: PLC0415 -- only private runs pay for it
     from sandbox.launch.net_types import NetworkSetupError  # noqa: PLC0415
@@ -630,7 +620,7 @@ def _emit_flows(audit: _Audit, plan: Any, flows: list[Any]) -> None:
 
 
 def _stdin(io: IO) -> tuple[int, int | None, bytes, list[int]]:
-    """(fd the child gets, pipe end we feed or None, bytes to feed, fds to close after fork)."""
+    """(fd the child gets, pipe end we feed or None, bytes to feed, fds to close once spawned)."""
     if isinstance(io.stdin, bytes):
         r, w = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(w, False)

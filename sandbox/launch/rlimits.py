@@ -1,4 +1,4 @@
-"""Resource limits, soft = hard so the program cannot raise them back. Child-side."""
+"""Resource limits, soft = hard so the program cannot raise them back (set by sandbox-spawn)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import resource
 
 from sandbox.launch.errors import SetupError
 
-__all__ = ["apply_rlimits", "resolve_rlimits"]
+__all__ = ["resolve_rlimits"]
 
 
 def resolve_rlimits(limits: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
@@ -22,12 +22,3 @@ def resolve_rlimits(limits: list[tuple[str, int]]) -> list[tuple[str, int, int]]
         out.append((name, number, value))
     return out
 
-
-def apply_rlimits(limits: list[tuple[str, int, int]]) -> None:
-    """setrlimit(soft = hard = value) for each limit."""
-    for name, number, value in limits:
-        try:
-            resource.setrlimit(number, (value, value))
-        except (OSError, ValueError) as exc:
-            raise SetupError("rlimits", getattr(exc, "errno", None) or 22, None,
-                             f"RLIMIT_{name.upper()}={value}") from None

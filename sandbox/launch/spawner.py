@@ -4,9 +4,10 @@ Why a native helper and posix_spawn instead of ``os.fork``: forking the launcher
 Python process copies its page tables and then both sides pay a copy-on-write fault for
 every page either touches, once for the holder, again for pid 1 and for the program
 (~6 ms of a run on a 2-CPU VM, more than a whole bubblewrap run). posix_spawn uses
-vfork, so nothing of the launcher is copied, and the helper is a small static program.
-The helper does what the Python child side did, step for step; the contract (fds, the
-context's bytes, the messages) is written down in ``native/WIRE.md``.
+vfork, so nothing of the launcher is copied, and the helper is a small static program
+(built by setup.py). It is the holder, pid 1 and the program in turn (``native/spawn.c``
+reads top to bottom as that timeline); the contract (fds, the context's bytes, the
+messages) is written down in ``native/WIRE.md``.
 
 The context is encoded here, before anything is started, so a value the wire cannot
 carry (a NUL in an argument) refuses the run before a process exists.
@@ -23,7 +24,7 @@ from sandbox.launch.errors import SetupError
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
-    from sandbox.launch.child import ChildContext
+    from sandbox.launch.context import ChildContext
 
 __all__ = ["HELPER", "encode_context", "spawn"]
 

@@ -36,7 +36,7 @@ _SOCK_FILTER = struct.Struct("=HBBI")
 
 # Syscalls the launcher itself makes between loading the filter and execve when it hands
 # the notification listener to the supervisor (plus the allocator's): each must be
-# allowed, or the hand-over would stop on its own filter (see seccomp_load.py).
+# allowed, or the hand-over would stop on its own filter (see seccomp_notify.py).
 _HANDOVER_SYSCALLS = {
     "x86_64": (0xC000003E, {"write": 1, "sendmsg": 46, "execve": 59, "mmap": 9,
                             "munmap": 11, "brk": 12, "prctl": 157}),

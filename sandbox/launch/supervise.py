@@ -14,10 +14,14 @@ import errno
 import os
 import select
 import signal
+import struct
 import time
 
-from sandbox.launch import seccomp_load
-from sandbox.launch.init import STATUS
+from sandbox.launch import seccomp_notify
+
+# pid 1's report of the program's end (native/init.c): wait status, user µs, system µs,
+# max RSS KiB, from wait4.
+STATUS = struct.Struct("<iqqq")
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
@@ -43,7 +47,7 @@ class Observed:
         self.error_bytes = b""
         self.exec_time: float | None = None
         self.killed: str | None = None
-        self.notification: seccomp_load.Notification | None = None
+        self.notification: seccomp_notify.Notification | None = None
         self.output_bytes = 0
         self.program_report: tuple[int, int, int, int] | None = None
         self.child_status: int | None = None
@@ -245,7 +249,7 @@ class Supervisor:
 
     def _read_sync(self) -> None:
         try:
-            msg, fds = seccomp_load.receive(self.sync)
+            msg, fds = seccomp_notify.receive(self.sync)
         except OSError:
             msg, fds = b"", []
         if not msg:
@@ -257,7 +261,7 @@ class Supervisor:
             except (OSError, ValueError):
                 self.kill(None)  # pid 1 is already gone or unreadable: end the run
         elif msg.startswith(b"N") and fds:
-            # Kept open until every process of the sandbox is gone (seccomp_load.py).
+            # Kept open until every process of the sandbox is gone (seccomp_notify.py).
             self.listener = fds[0]
             self._watch(self.listener, select.POLLIN)
         for extra in fds[1:]:
@@ -267,10 +271,10 @@ class Supervisor:
         assert self.listener is not None
         if not event & select.POLLIN:
             # POLLHUP: no process uses the filter any more. Stop polling it, but keep it
-            # open until the run is over (see seccomp_load.py).
+            # open until the run is over (see seccomp_notify.py).
             self._unwatch(self.listener)
             return
-        notif = seccomp_load.receive_notification(self.listener)
+        notif = seccomp_notify.receive_notification(self.listener)
         if notif is None:
             return
         if self.seen.notification is None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.launch.errors import SetupError
 
 if TYPE_CHECKING:
-    from sandbox.launch.child import ChildContext
+    from sandbox.launch.context import ChildContext
     from sandbox.launch.spec import LaunchSpec
     from sandbox.launch.supervise import Observed
 

@@ -1,5 +1,5 @@
 /*
- * Loading the compiled filter and handing over its listener (seccomp_load.py).
+ * Loading the compiled filter and handing over its listener (the supervisor's side is seccomp_notify.py).
  *
  * The filter comes in compiled (the context's bpf): the helper does not compile, so what
  * the kernel enforces is exactly what the launcher audited. Loading is the last step

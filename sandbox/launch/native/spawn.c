@@ -1,6 +1,6 @@
 /*
- * The child-side privilege timeline (sandbox/launch/child.py): everything between the
- * launcher's posix_spawn and the program's execve, in order.
+ * The child-side privilege timeline: everything between the launcher's posix_spawn and
+ * the program's execve, in order.
  *
  * Three processes take part (as in bubblewrap with a pid namespace):
  *

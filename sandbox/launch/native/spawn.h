@@ -1,11 +1,12 @@
 /*
  * sandbox-spawn: the launcher's child side, from posix_spawn to the program's execve.
  *
- * A port of sandbox/launch/child.py and the modules it uses; each .c file here is the
- * counterpart of one of them (context.c has none: it reads what spawner.py encoded).
- * The contract with the launcher (fds, context bytes, messages, exit codes) is WIRE.md.
+ * One file per job: spawn.c the timeline, context.c reads what spawner.py encoded,
+ * mounts.c the root, caps.c, seccomp.c, init.c (pid 1's reaping), net.c (loopback),
+ * kernel.c the raw syscalls glibc may lack, errors.c the reports. The contract with the launcher (fds, context bytes, messages,
+ * exit codes) is WIRE.md.
  *
- * Rules, as in the Python child side: everything the processes need is decoded from
+ * Rules: everything the processes need is decoded from
  * the context before anything else happens, every call's result is checked, every
  * failure is one SetupError report on the error pipe followed by _exit, and nothing is
  * allocated once the seccomp filter is loaded.

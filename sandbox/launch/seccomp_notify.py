@@ -1,4 +1,4 @@
-"""Loading the compiled filter (child side) and reading its notifications (supervisor side).
+"""Reading the seccomp filter's notifications (supervisor side; sandbox-spawn loads it).
 
 The notifier design, and why it cannot fail open:
 
@@ -32,62 +32,24 @@ from __future__ import annotations
 
 import _socket
 import contextlib
-import ctypes
 import fcntl
 import os
 import struct
 
-from sandbox.launch import kernel as k
-from sandbox.launch.errors import SetupError
-
 __all__ = [
     "AUDIT_ARCHES",
     "Notification",
-    "load_filter",
-    "prepare_filter",
+    "close_quietly",
     "receive",
     "receive_notification",
-    "send_listener",
 ]
 
-PR_GET_SECCOMP = 21
 SECCOMP_IOCTL_NOTIF_RECV = 0xC050_2100  # _IOWR('!', 0, struct seccomp_notif)
 _NOTIF = struct.Struct("<QIIiIQ6Q")  # id, pid, flags, nr, arch, ip, args[6]
 
 AUDIT_ARCHES = {0xC000003E: "x86_64", 0x40000003: "i386", 0xC00000B7: "aarch64"}
 
 Notification = tuple[int, str, tuple[int, ...]]  # nr, arch name, args
-
-
-def prepare_filter(bpf: bytes) -> tuple[ctypes.Array[ctypes.c_char], int]:
-    """The filter in a C buffer, made before fork (nothing is allocated after loading)."""
-    return ctypes.create_string_buffer(bpf, len(bpf)), len(bpf) // 8
-
-
-def load_filter(buffer: ctypes.Array[ctypes.c_char], length: int, notify: bool,
-                verify: bool) -> int:
-    """Load the filter (the last step before execve); returns the listener fd or -1."""
-    flags = k.SECCOMP_FILTER_FLAG_NEW_LISTENER if notify else 0
-    try:
-        result = k.seccomp_set_filter(buffer, length, flags)
-    except OSError as exc:
-        raise SetupError("seccomp", exc.errno or 22, None, "SECCOMP_SET_MODE_FILTER") from None
-    if verify:
-        # The filter allows this call (checked by the simulator when the spec was built).
-        mode = k.prctl(PR_GET_SECCOMP)
-        if mode != 2:
-            raise SetupError("seccomp", 0, None, f"PR_GET_SECCOMP says mode {mode}, not 2")
-    return result if notify else -1
-
-
-def send_listener(sock: _socket.socket, listener: int) -> None:
-    """Hand the listener to the supervisor. Once sendmsg returns, the message in flight
-    holds the listener open, so exec (which closes our copy) cannot orphan the notifier."""
-    try:
-        sock.sendmsg([b"N"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                               struct.pack("i", listener))])
-    except OSError as exc:
-        raise SetupError("seccomp", exc.errno or 5, None, "handing over the listener") from None
 
 
 def receive(sock: _socket.socket) -> tuple[bytes, list[int]]:
