@@ -3,8 +3,8 @@
  *
  * One file per job: spawn.c the timeline, context.c reads what spawner.py encoded,
  * mounts.c the root, caps.c, seccomp.c, init.c (pid 1's reaping), net.c (loopback),
- * kernel.c the raw syscalls glibc may lack, errors.c the reports. The contract with the launcher (fds, context bytes, messages,
- * exit codes) is WIRE.md.
+ * kernel.c the raw syscalls glibc may lack, errors.c the reports. The contract with
+ * the launcher (fds, context bytes, messages, exit codes) is WIRE.md.
  *
  * Rules: everything the processes need is decoded from
  * the context before anything else happens, every call's result is checked, every
