@@ -58,6 +58,10 @@ def __getattr__(name: str) -> object:
 
 # Replaced by tests with a simulated kernel; this machine has no cgroup v2 controllers.
 _FS: CgroupFs = OS_FS
+# The v1 hierarchies found on this host, once v1 was chosen: they are mount points that
+# do not move, and finding them parses /proc/self/mountinfo (twice per run otherwise).
+# A run that cannot create its group with them looks again (see RunCgroup.create).
+_V1_FOUND: dict[str, str] = {}
 
 
 def detect(
@@ -76,11 +80,15 @@ def detect(
         if site is not None:
             return site, {}
         return None, cgroups_v1.find_hierarchies(b)
+    if _V1_FOUND and fs is OS_FS:
+        return None, dict(_V1_FOUND)
     site = cgroups_v2.find_site(None, fs)
     if site is not None and (site.mount == "/sys/fs/cgroup" or "memory" in site.controllers):
         return site, {}
     hierarchies = cgroups_v1.find_hierarchies()
     if hierarchies:
+        if fs is OS_FS:
+            _V1_FOUND.update(hierarchies)
         return None, hierarchies
     return site, {}
 
@@ -106,12 +114,19 @@ class RunCgroup:
         ``reason`` saying what to fix) and leaves nothing behind on any failure.
         """
         validate_run_id(run_id)
+        remembered = base is None and bool(_V1_FOUND)
         site, hierarchies = detect(base)
         name = group_name(run_id)
         if site is not None:
             return cls(cgroups_v2.V2Group.create(site, name, limits, _FS))
         if hierarchies:
-            return cls(cgroups_v1.V1Group.create(hierarchies, name, limits, _FS))
+            try:
+                return cls(cgroups_v1.V1Group.create(hierarchies, name, limits, _FS))
+            except CgroupUnavailable:
+                if not remembered:
+                    raise
+                _V1_FOUND.clear()  # the host changed under us: look again, once
+                return cls.create(run_id, limits, base=base)
         where = os.fspath(base) if base is not None else "/sys/fs/cgroup"
         raise CgroupUnavailable(
             "no cgroup filesystem found (neither cgroup2 nor v1 controllers are mounted)",
@@ -186,6 +201,8 @@ def cleanup_stale(*, base: pathlib.Path | None = None) -> list[str]:
         b = os.fspath(base)
         site = cgroups_v2.find_site(b, fs)
         hierarchies = {} if site is not None else cgroups_v1.find_hierarchies(b)
+    elif _V1_FOUND and fs is OS_FS:
+        site, hierarchies = None, dict(_V1_FOUND)
     else:
         site = cgroups_v2.find_site(None, fs)
         hierarchies = cgroups_v1.find_hierarchies()

@@ -368,6 +368,15 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             notes.append(note)
         _mark("audit_open")
         audit = _Audit(log, run_id, spec, argv)
+        # A launcher killed with SIGKILL cannot remove its cgroup; every later run
+        # removes such leftovers, here, where it waits for pid 1 to build the root
+        # anyway, so it costs the launch nothing.
+        if cgroup is not None:
+            from sandbox.launch.cgroups import cleanup_stale  # noqa: PLC0415
+
+            with contextlib.suppress(OSError):
+                cleanup_stale()
+        _mark("stale_swept")
         # 6b. The private link while pid 1 builds the root: the veth into the holder's
         #     network namespace, both filters, then the link up (net_private). The
         #     program cannot exist yet: the gate (step 7) is still closed.
@@ -523,13 +532,6 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
     _mark("decided")
     finished = _finish(result, audit)
     _mark("audited")
-    # A launcher killed with SIGKILL cannot remove its cgroup; every later run removes
-    # such leftovers, after its own program has finished so it costs the launch nothing.
-    if spec.needs_cgroup():
-        from sandbox.launch.cgroups import cleanup_stale  # noqa: PLC0415
-
-        with contextlib.suppress(OSError):
-            cleanup_stale()
     return finished
 
 
@@ -727,10 +729,8 @@ def _abort(pid: int, pidfd: int, init_pidfd: int | None) -> None:
 
 def _remove_cgroup(cgroup: Any) -> Any:
     usage = None
-    with contextlib.suppress(OSError):
-        cgroup.kill_all()
     try:
-        cgroup.remove()
+        cgroup.remove()  # kills whatever is left first
     except OSError as exc:
         print(f"sandbox: could not remove the run's cgroup: {exc}", file=sys.stderr)
     try:
