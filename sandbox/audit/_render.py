@@ -66,6 +66,11 @@ def _configure() -> _MsgLogger:
     return logger
 
 
+def ready() -> bool:
+    """True once structlog is loaded and configured: rendering then costs no import."""
+    return _logger is not None
+
+
 def render(record: Mapping[str, object]) -> str:
     """Return the record as one line of JSON text, without the newline."""
     global _logger  # noqa: PLW0603 -- configured once per process, on first use

@@ -19,7 +19,7 @@ from sandbox.audit.files import last_line, rotated_name
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     from sandbox.audit.events import EventType
@@ -108,6 +108,18 @@ def default_log_path(
             home = pwd.getpwuid(uid).pw_dir
         base = pathlib.Path(home) / ".local" / "state"
     return base / "sandbox" / "audit.jsonl"
+
+
+def rendering_ready() -> bool:
+    """True when a record can be rendered without importing structlog first.
+
+    Why the launcher asks: before exec it may write ``run.start`` while it waits anyway,
+    but never pay structlog's import (tens of milliseconds) on the time-to-exec path.
+    """
+    import sys  # noqa: PLC0415 -- always loaded; kept beside the check it serves
+
+    render_module = sys.modules.get("sandbox.audit._render")
+    return render_module is not None and bool(render_module.ready())
 
 
 def line_hash(line: bytes) -> str:
@@ -249,15 +261,32 @@ class AuditLog:
         ValueError (a bug in the caller); a failed write raises AuditUnavailable and
         leaves the file as it was before the call.
         """
+        return self.emit_many([(event, fields)])
+
+    def emit_many(self, records: Sequence[tuple[str, Mapping[str, object]]]) -> str:
+        """Append several records, chained in order, with one lock and one write; return
+        the last one's hash.
+
+        Why: a run writes its enforcement steps together once the program runs, and the
+        lock, the chain tail and the write are most of what a record costs. All or
+        nothing: an invalid record raises ValueError before anything is written, and a
+        failed write leaves the file as it was (AuditUnavailable). A batch that would
+        cross the rotation size is written one record at a time, rotating between them.
+        """
         from sandbox.audit.events import EventType, validate_fields  # noqa: PLC0415
 
-        try:
-            kind = EventType(event)
-        except ValueError:
-            raise ValueError(f"unknown audit event {event!r}") from None
-        problem = validate_fields(kind, fields)
-        if problem is not None:
-            raise ValueError(problem)
+        checked: list[tuple[EventType, Mapping[str, object]]] = []
+        for event, fields in records:
+            try:
+                kind = EventType(event)
+            except ValueError:
+                raise ValueError(f"unknown audit event {event!r}") from None
+            problem = validate_fields(kind, fields)
+            if problem is not None:
+                raise ValueError(problem)
+            checked.append((kind, fields))
+        if not checked:
+            raise ValueError("emit_many needs at least one record")
         if self._fd is None:
             raise ValueError(f"emit on a closed audit log ({self.path})")
         while True:
@@ -265,23 +294,32 @@ class AuditLog:
             try:
                 size = os.fstat(fd).st_size
                 seq, prev = self._chain_tail(fd, size)
-                line = encode_record(
-                    seq=seq + 1, prev=prev, time=_now(), event=kind, fields=fields
-                )
-                if self._rotate_bytes is not None and size > 0 and (
-                    size + len(line) + 1 > self._rotate_bytes
-                ):
+                lines: list[bytes] = []
+                for kind, fields in checked:
+                    seq += 1
+                    line = encode_record(seq=seq, prev=prev, time=_now(), event=kind,
+                                         fields=fields)
+                    prev = line_hash(line)
+                    lines.append(line)
+                data = b"\n".join(lines)
+                fits = self._rotate_bytes is None or size == 0 or (
+                    size + len(data) + 1 <= self._rotate_bytes)
+                if fits:
+                    self._append(fd, size, data)
+                    st = os.fstat(fd)
+                    self._tail_key = (st.st_dev, st.st_ino, st.st_size)
+                    self._seq = seq
+                    self._head = prev
+                    return prev
+                if len(checked) == 1:
                     self._rotate()
                     continue  # the live file changed: lock the new one and start over
-                self._append(fd, size, line)
-                digest = line_hash(line)
-                st = os.fstat(fd)
-                self._tail_key = (st.st_dev, st.st_ino, st.st_size)
-                self._seq = seq + 1
-                self._head = digest
-                return digest
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+            # A batch that would cross the rotation size: one record at a time.
+            for kind, fields in checked:
+                prev = self.emit_many([(kind.value, fields)])
+            return prev
 
     def head(self) -> str:
         """Return the hash of the last record this log wrote, or the log's current head.

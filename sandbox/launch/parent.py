@@ -153,30 +153,40 @@ class _Audit:
         self.problems: list[str] = []
 
     def emit(self, event: str, **fields: object) -> None:
-        if self.log is None:
+        self.emit_many([(event, fields)])
+
+    def emit_many(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        """Write the records in one batch, preceded by ``run.start`` if not yet written."""
+        if not self.started:
+            self.started = True
+            records = [self._start_record(), *records]
+        if self.log is None or not records:
             return
         try:
-            self.log.emit(event, run_id=self.run_id, **fields)
+            self.log.emit_many([(event, {"run_id": self.run_id, **fields})
+                                for event, fields in records])
         except (OSError, ValueError) as exc:
-            self.problems.append(f"audit {event}: {exc}")
+            self.problems.append(f"audit {', '.join(e for e, _ in records)}: {exc}")
 
     def start(self) -> None:
-        if self.started:
-            return
-        self.started = True
+        """Write ``run.start`` (once)."""
+        self.emit_many([])
+
+    def _start_record(self) -> tuple[str, dict[str, Any]]:
         spec = self.spec
         try:
             cwd = os.getcwd()
         except OSError:
             cwd = "?"
-        self.emit(
-            "run.start", host=os.uname().nodename, caller_uid=os.getuid(),
-            caller_gid=os.getgid(), argv=list(self.argv), cwd=cwd,
-            policy_name=spec.policy_name, policy_sha256=spec.policy_sha256,
-            bpf_sha256=spec.bpf_sha256, tool_version=spec.tool_version,
-            kernel=os.uname().release, libseccomp_version=spec.libseccomp_version or None,
-            plan_summary=spec.plan_summary(),
-        )
+        return ("run.start", {
+            "host": os.uname().nodename, "caller_uid": os.getuid(),
+            "caller_gid": os.getgid(), "argv": list(self.argv), "cwd": cwd,
+            "policy_name": spec.policy_name, "policy_sha256": spec.policy_sha256,
+            "bpf_sha256": spec.bpf_sha256, "tool_version": spec.tool_version,
+            "kernel": os.uname().release,
+            "libseccomp_version": spec.libseccomp_version or None,
+            "plan_summary": spec.plan_summary(),
+        })
 
     def head(self) -> str | None:
         if self.log is None:
@@ -376,6 +386,14 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
 
             with contextlib.suppress(OSError):
                 cleanup_stale()
+        # run.start states what is about to run, not what was applied, so it may be
+        # written before exec: here, while waiting, if rendering costs no import (the
+        # first run of a process renders after exec instead, see on_exec).
+        if log is not None:
+            from sandbox.audit.writer import rendering_ready  # noqa: PLC0415 -- loaded
+
+            if rendering_ready():
+                audit.start()
         _mark("stale_swept")
         # 6b. The private link while pid 1 builds the root: the veth into the holder's
         #     network namespace, both filters, then the link up (net_private). The
@@ -447,38 +465,35 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
         return _setup_failed(spec, argv, run_id, started, exc, audit, notes)
 
     def on_exec() -> None:
-        # The program runs: only now pay for rendering audit records.
+        # The program runs: only now pay for rendering these records (run.start first,
+        # unless it was written while pid 1 built the root), all in one write.
         assert audit is not None
-        audit.start()
         # Each step below was applied and verified before exec (a failure would have
         # ended the run with setup-failed), so the record states what the program got.
-        audit.emit("run.step", step="namespaces",
-                   details={"created": list(spec.namespaces), "hostname": spec.hostname,
-                            "network": spec.network})
-        audit.emit("run.step", step="idmap",
-                   details={"mode": spec.idmap_mode, "uid_map": [list(r) for r in spec.uid_map],
-                            "gid_map": [list(r) for r in spec.gid_map],
-                            "setgroups": "deny" if spec.setgroups_deny else "allow"})
-        audit.emit("run.step", step="mounts",
-                   details={"steps": len(spec.mounts), "root": "tmpfs, read-only",
-                            "binds": [m.get("dst") for m in spec.mounts
-                                      if m.get("kind") == "bind"]})
-        audit.emit("run.step", step="rlimits", details=dict(spec.rlimits))
-        audit.emit("run.step", step="capabilities",
-                   details={"kept": list(spec.capability_names), "sets": "all five"})
-        audit.emit("run.step", step="no_new_privs", details={"verified": True})
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("namespaces", {"created": list(spec.namespaces), "hostname": spec.hostname,
+                            "network": spec.network}),
+            ("idmap", {"mode": spec.idmap_mode, "uid_map": [list(r) for r in spec.uid_map],
+                       "gid_map": [list(r) for r in spec.gid_map],
+                       "setgroups": "deny" if spec.setgroups_deny else "allow"}),
+            ("mounts", {"steps": len(spec.mounts), "root": "tmpfs, read-only",
+                        "binds": [m.get("dst") for m in spec.mounts if m.get("kind") == "bind"]}),
+            ("rlimits", dict(spec.rlimits)),
+            ("capabilities", {"kept": list(spec.capability_names), "sets": "all five"}),
+            ("no_new_privs", {"verified": True}),
+        ]
         if cgroup is not None:
-            audit.emit("run.step", step="cgroup", details=cgroup.describe())
-        for line in notes:
-            audit.emit("run.step", step="degraded", details={"note": line})
-        audit.emit("run.step", step="seccomp",
-                   details={"notifier": ctx.notify, "instructions": spec.instructions})
+            steps.append(("cgroup", cgroup.describe()))
+        steps.extend(("degraded", {"note": line}) for line in notes)
+        steps.append(("seccomp", {"notifier": ctx.notify, "instructions": spec.instructions}))
         if net is not None:
-            audit.emit("run.step", step="network", details={
+            steps.append(("network", {
                 "mode": "private", "egress": net.plan.egress, "interface": net.host_if,
                 "address": net.sandbox_address, "gateway": net.host_address,
                 "pinned": {k: list(v) for k, v in net.pinned.items()},
-                "warnings": list(net.warnings)})
+                "warnings": list(net.warnings)}))
+        audit.emit_many([("run.step", {"step": step, "details": details})
+                         for step, details in steps])
 
     supervisor = Supervisor(
         holder_pid=pid, holder_pidfd=pidfd, err_r=err_r, sync=sync, status_r=status_r,

@@ -365,3 +365,43 @@ def test_concurrent_writers_neither_interleave_nor_lose(log_path: pathlib.Path,
     assert sorted(seen) == sorted(f"w{w}" for w in range(20))
     for counts in seen.values():
         assert counts == list(range(1, 201))  # none lost, none duplicated, in order
+
+
+def test_emit_many_chains_a_batch_in_order_with_one_write(log_path: pathlib.Path) -> None:
+    """A batch lands as consecutive records, each chained to the one before, and verifies."""
+    with AuditLog.open(log_path) as log:
+        log.emit("run.start", **start_fields())
+        head = log.emit_many([("run.step", step_fields(step="mounts")),
+                              ("run.step", step_fields(step="seccomp")),
+                              ("run.end", end_fields())])
+    lines = _lines(log_path)
+    records = [json.loads(line) for line in lines]
+    assert [r["seq"] for r in records] == [1, 2, 3, 4]
+    assert [r.get("step") for r in records[1:3]] == ["mounts", "seccomp"]
+    for before, record in zip(lines, records[1:], strict=False):
+        assert record["prev"] == line_hash(before)
+    assert head == line_hash(lines[-1])
+    assert verify(log_path).ok
+
+
+def test_emit_many_with_one_bad_record_writes_nothing(log_path: pathlib.Path) -> None:
+    """Validation comes first: one invalid record refuses the whole batch."""
+    with AuditLog.open(log_path) as log:
+        log.emit("run.start", **start_fields())
+        before = log_path.read_bytes()
+        with pytest.raises(ValueError, match="unknown audit event"):
+            log.emit_many([("run.step", step_fields()), ("run.bogus", {})])
+    assert log_path.read_bytes() == before
+
+
+def test_emit_many_across_the_rotation_size_splits_and_keeps_the_chain(
+        log_path: pathlib.Path) -> None:
+    """A batch that would overflow the live file is written record by record, rotating."""
+    with AuditLog.open(log_path, rotate_bytes=1500, keep=10) as log:
+        for i in range(6):
+            log.emit_many([("run.step", step_fields(run_id=f"r{i}", step=s))
+                           for s in ("mounts", "seccomp", "rlimits")])
+    assert all(p.stat().st_size <= 1500 for p in log_segments(log_path))
+    assert len(log_segments(log_path)) > 1
+    result = verify(log_path)
+    assert result.ok and result.records == 18 and result.first_seq == 1
