@@ -11,11 +11,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+# The C module: `signal` builds three enums on import, on the launch path (the typing
+# stubs only know `signal`).
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal
 if TYPE_CHECKING:
     from typing import Protocol
 

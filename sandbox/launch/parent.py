@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import select
-import signal
 import sys
 import time
 
@@ -27,6 +26,12 @@ from sandbox.launch.rlimits import resolve_rlimits
 from sandbox.launch.supervise import Observed, Supervisor
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+# The C module: `signal` builds three enums on import, on the launch path (the typing
+# stubs only know `signal`).
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal
 if TYPE_CHECKING:
     from typing import Any
 

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import select
-import signal
 import struct
 import time
 
@@ -24,6 +23,12 @@ from sandbox.launch import seccomp_notify
 STATUS = struct.Struct("<iqqq")
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+# The C module: `signal` builds three enums on import, on the launch path (the typing
+# stubs only know `signal`).
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal
 if TYPE_CHECKING:
     import _socket
     from collections.abc import Callable

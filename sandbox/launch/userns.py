@@ -9,9 +9,16 @@ pid is still our child, so a recycled pid can never receive our maps.
 from __future__ import annotations
 
 import os
-import signal
 
 from sandbox.launch.errors import SetupError
+
+TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
+# The C module: `signal` builds three enums on import, on the launch path (the typing
+# stubs only know `signal`).
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal
 
 __all__ = ["map_text", "setup_ids", "write_id_maps"]
 
