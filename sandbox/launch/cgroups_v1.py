@@ -249,9 +249,6 @@ class V1Group:
         """Kill what is left, keep the final usage, and remove every group (idempotent)."""
         if self._removed:
             return
-        if all(not self._fs.exists(p) for p in self.paths):
-            self._removed = True
-            return
         self.kill_all()
         self._final = self.usage()
         for path in self.paths:
@@ -278,10 +275,12 @@ class V1Group:
         return {int(x) for x in text.split()}
 
     def _members(self) -> set[int]:
-        out: set[int] = set()
-        for path in self.paths:
-            out |= self._procs(path)
-        return out
+        """The run's processes, listed by one hierarchy: every process of the run is in
+        all of its groups (the holder joins them together, children inherit them, and
+        nothing inside can reach the host's cgroupfs to leave one). A process that
+        somehow stayed elsewhere would still keep that group's rmdir busy: `remove`
+        then reports it instead of hiding it."""
+        return self._procs(self.paths[0])
 
     def _freeze(self, state: str) -> None:
         self._fs.write(state, "FROZEN")

@@ -32,82 +32,67 @@ HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native", "san
 MAGIC = b"SBXSPWN1"
 TRAILER = b"END!"
 _I64 = struct.Struct("<q")
-_U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _NONE = 0xFFFF_FFFF
 # The fd numbers the helper finds its channels at (WIRE.md).
 CONTEXT_FD, ERR_FD, STATUS_FD, SYNC_FD = 3, 4, 5, 6
 
 
-def _bytes(value: str | bytes, what: str) -> bytes:
+_HEAD = struct.Struct("<16q")
+_MOUNT_INTS = struct.Struct("<4q")
+_RLIMIT_INTS = struct.Struct("<qQ")
+
+
+def _text(value: str | bytes, what: str) -> bytes:
+    """str: u32 length + bytes, refusing NUL (the helper's strings are C strings)."""
     data = value if isinstance(value, bytes) else os.fsencode(value)
     if b"\0" in data:
         raise SetupError("context", errno.EINVAL, None, f"{what} contains a NUL byte")
-    return data
+    return _U32.pack(len(data)) + data
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = [MAGIC]
+def _optional(value: str | None, what: str) -> bytes:
+    return _U32.pack(_NONE) if value is None else _text(value, what)
 
-    def i64(self, value: int) -> None:
-        self.parts.append(_I64.pack(int(value)))
 
-    def u64(self, value: int) -> None:
-        self.parts.append(_U64.pack(value & 0xFFFF_FFFF_FFFF_FFFF))
-
-    def count(self, value: int) -> None:
-        self.parts.append(_U32.pack(value))
-
-    def text(self, value: str | bytes, what: str) -> None:
-        data = _bytes(value, what)
-        self.parts.append(_U32.pack(len(data)) + data)
-
-    def optional(self, value: str | None, what: str) -> None:
-        if value is None:
-            self.parts.append(_U32.pack(_NONE))
-        else:
-            self.text(value, what)
-
-    def texts(self, values: list[str], what: str) -> None:
-        self.count(len(values))
-        for value in values:
-            self.text(value, what)
+def _texts(values: list[str], what: str) -> bytes:
+    return _U32.pack(len(values)) + b"".join(_text(v, what) for v in values)
 
 
 def encode_context(ctx: ChildContext) -> bytes:
     """The context in WIRE.md's layout. Raises SetupError for what cannot be carried."""
-    out = _Writer()
-    for value in (ctx.launcher_pid, ctx.unshare_flags, ctx.new_pid, ctx.new_mount,
-                  ctx.new_cgroup, ctx.caller_uid, ctx.drop_groups, ctx.setup_uid,
-                  ctx.setup_gid, ctx.uid, ctx.gid, ctx.keep_mask, ctx.last_cap, ctx.loopback,
-                  ctx.notify, ctx.verify_seccomp):
-        out.i64(value)
-    out.optional(ctx.hostname, "the hostname")
-    out.text(ctx.cwd, "the working directory")
-    out.optional(ctx.uid_map_text, "the uid map")
-    out.optional(ctx.gid_map_text, "the gid map")
-    out.texts(ctx.argv, "an argument")
-    out.texts([f"{name}={value}" for name, value in ctx.env.items()], "an environment variable")
-    out.texts(ctx.path_dirs, "PATH")
-    out.count(len(ctx.keep))
-    for cap in ctx.keep:
-        out.i64(cap)
-    out.count(len(ctx.rlimits))
+    parts = [
+        MAGIC,
+        _HEAD.pack(ctx.launcher_pid, ctx.unshare_flags, ctx.new_pid, ctx.new_mount,
+                   ctx.new_cgroup, ctx.caller_uid, ctx.drop_groups, ctx.setup_uid,
+                   ctx.setup_gid, ctx.uid, ctx.gid, ctx.keep_mask, ctx.last_cap,
+                   ctx.loopback, ctx.notify, ctx.verify_seccomp),
+        _optional(ctx.hostname, "the hostname"),
+        _text(ctx.cwd, "the working directory"),
+        _optional(ctx.uid_map_text, "the uid map"),
+        _optional(ctx.gid_map_text, "the gid map"),
+        _texts(ctx.argv, "an argument"),
+        _texts([f"{name}={value}" for name, value in ctx.env.items()],
+               "an environment variable"),
+        _texts(ctx.path_dirs, "PATH"),
+        _U32.pack(len(ctx.keep)),
+        *(_I64.pack(cap) for cap in ctx.keep),
+        _U32.pack(len(ctx.rlimits)),
+    ]
     for name, number, value in ctx.rlimits:
-        out.text(name, "an rlimit name")
-        out.i64(number)
-        out.u64(value)
-    out.count(len(ctx.mounts))
+        parts.append(_text(name, "an rlimit name"))
+        parts.append(_RLIMIT_INTS.pack(number, value & 0xFFFF_FFFF_FFFF_FFFF))
+    parts.append(_U32.pack(len(ctx.mounts)))
     for step in ctx.mounts:
-        out.text(step["kind"], "a mount kind")
-        out.text(step.get("src") or "", "a mount source")
-        out.text(step.get("dst") or "", "a mount destination")
-        for key in ("writable", "optional", "size", "mode"):
-            out.i64(int(step.get(key) or 0))
-    out.parts.append(_U32.pack(len(ctx.bpf)) + ctx.bpf)  # binary: NUL bytes are fine here
-    out.parts.append(TRAILER)
-    return b"".join(out.parts)
+        parts.append(_text(step["kind"], "a mount kind"))
+        parts.append(_text(step.get("src") or "", "a mount source"))
+        parts.append(_text(step.get("dst") or "", "a mount destination"))
+        parts.append(_MOUNT_INTS.pack(int(step.get("writable") or 0),
+                                      int(step.get("optional") or 0),
+                                      int(step.get("size") or 0), int(step.get("mode") or 0)))
+    parts.append(_U32.pack(len(ctx.bpf)) + ctx.bpf)  # binary: NUL bytes are fine here
+    parts.append(TRAILER)
+    return b"".join(parts)
 
 
 def spawn(ctx: ChildContext, stdio: tuple[int, int, int], err_w: int, status_w: int,

@@ -1,0 +1,71 @@
+"""The native child side's contract (native/WIRE.md): what it refuses, and that it is built."""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import os
+import socket
+
+import pytest
+
+from sandbox.launch import spawner
+from sandbox.launch.errors import SetupError
+from sandbox.launch.verdict import Verdict
+
+pytestmark = pytest.mark.kernel
+
+
+def test_the_helper_is_built_from_the_current_sources() -> None:
+    """A stale sandbox-spawn would test (and run) other code than the checkout's."""
+    sources = glob.glob(os.path.join(os.path.dirname(spawner.HELPER), "*.[ch]"))
+    assert sources and os.access(spawner.HELPER, os.X_OK), "run dev/setup to build it"
+    built = os.stat(spawner.HELPER).st_mtime
+    stale = [s for s in sources if os.stat(s).st_mtime > built]
+    assert not stale, f"sandbox-spawn is older than {stale}: rebuild with dev/setup"
+
+
+def test_a_nul_byte_in_an_argument_refuses_the_run_before_anything_starts(sandbox) -> None:
+    """The helper's strings are C strings: a NUL would silently cut an argument short."""
+    result = sandbox.run(["echo", "a\0b"])
+    assert result.verdict == Verdict.SETUP_FAILED and result.exit_code == 125
+    assert result.setup_error is not None and result.setup_error.step == "context"
+
+
+def _run_helper(context: bytes) -> tuple[int, SetupError | None]:
+    """Start sandbox-spawn with ``context`` on fd 3 and its channels on 4-6 (WIRE.md)."""
+    memfd = os.memfd_create("context", os.MFD_CLOEXEC)
+    os.write(memfd, context)
+    os.lseek(memfd, 0, os.SEEK_SET)
+    err_r, err_w = os.pipe()
+    status_r, status_w = os.pipe()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    null = os.open(os.devnull, os.O_RDWR)
+    sources = (null, null, null, memfd, err_w, status_w, theirs.fileno())
+    copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in sources]
+    try:
+        pid = os.posix_spawn(spawner.HELPER, ["sandbox-spawn"], {}, file_actions=[
+            (os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(copies)])
+        os.close(err_w)
+        err_w = -1
+        report = os.read(err_r, 4096)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), SetupError.decode(report) if report else None
+    finally:
+        for fd in (*copies, memfd, err_r, err_w, status_r, status_w, null):
+            if fd >= 0:
+                os.close(fd)
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.parametrize("context", [
+    b"",
+    b"SBXSPWN0" + bytes(200),
+    spawner.MAGIC + bytes(16),
+], ids=["empty", "wrong-magic", "truncated"])
+def test_a_malformed_context_is_refused_with_a_report(context: bytes) -> None:
+    """The helper starts nothing from a context it cannot read completely."""
+    code, error = _run_helper(context)
+    assert code == 125
+    assert error is not None and (error.step, error.errno) == ("context", 22)
