@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,30 +77,55 @@ def _wall(cmd: list[str], env: dict[str, str], **kw: object) -> float:
     return time.perf_counter() - start
 
 
-def _bwrap_cmd(bpf_fd: int, program: list[str]) -> list[str]:
+def _bwrap_cmd(spec: Any, bpf_fd: int, program: list[str]) -> list[str]:
+    """bubblewrap with the untrusted profile's isolation, mount step for mount step.
+
+    Derived from the same launch spec the sandbox runs: binds (a source that is a
+    symlink recreated as one, as ours does), tmpfs with its size, /proc, /dev, masked
+    paths (/dev/null over a file, an empty read-only tmpfs over a directory). Not
+    reproducible in bubblewrap, so left out (the sandbox does them on top): the
+    read-only rebinds of /proc/sys and friends (bubblewrap binds from the host's
+    /proc, not the sandbox's), hidepid, the cgroup and its limits, rlimits, the audit
+    record, the verification read-backs.
+    """
     cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "1000", "--gid", "1000",
-           "--hostname", "sandbox", "--die-with-parent", "--new-session",
-           "--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib64", "lib32"):
-        path = Path("/") / name
-        if path.is_symlink():
-            cmd += ["--symlink", os.readlink(path), f"/{name}"]
-        elif path.exists():
-            cmd += ["--ro-bind", str(path), f"/{name}"]
-    for etc in ("/etc/ld.so.cache", "/etc/localtime"):
-        if os.path.exists(etc):
-            cmd += ["--ro-bind", etc, etc]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--remount-ro", "/",
-            "--seccomp", str(bpf_fd), "--cap-drop", "ALL", "--chdir", "/tmp", *program]
+           "--hostname", "sandbox", "--die-with-parent", "--new-session"]
+    # A masked path exists in the sandbox only below what was mounted there (there is
+    # no /sys in it, so /sys/firmware is not masked by either tool).
+    mounted = tuple(step["dst"].rstrip("/") + "/" for step in spec.mounts
+                    if step["kind"] in ("proc", "dev", "bind", "tmpfs"))
+    for step in spec.mounts:
+        kind, dst = step["kind"], step["dst"]
+        src = step.get("src") or ""
+        if kind == "proc":
+            cmd += ["--proc", dst]
+        elif kind == "dev":
+            cmd += ["--dev", dst]
+        elif kind == "bind":
+            if os.path.islink(src):
+                cmd += ["--symlink", os.readlink(src), dst]
+            elif os.path.exists(src) or not step["optional"]:
+                cmd += ["--bind" if step["writable"] else "--ro-bind", src, dst]
+        elif kind == "tmpfs":
+            if step["size"]:
+                cmd += ["--size", str(step["size"])]
+            cmd += ["--perms", f"{step['mode']:o}", "--tmpfs", dst]
+        elif kind == "mask" and dst.startswith(mounted) and os.path.lexists(dst):
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                cmd += ["--tmpfs", dst, "--remount-ro", dst]
+            else:
+                cmd += ["--ro-bind", "/dev/null", dst]
+    cmd += ["--remount-ro", "/", "--seccomp", str(bpf_fd), "--cap-drop", "ALL",
+            "--chdir", "/tmp", *program]
     return cmd
 
 
-def _bwrap_run(bpf: bytes, program: list[str], capture: bool) -> subprocess.CompletedProcess[bytes]:
+def _bwrap_run(spec: Any, program: list[str], capture: bool) -> subprocess.CompletedProcess[bytes]:
     read_end, write_end = os.pipe()
-    os.write(write_end, bpf)  # a 5 KB filter fits in the pipe buffer
+    os.write(write_end, spec.bpf)  # a 5 KB filter fits in the pipe buffer
     os.close(write_end)
     try:
-        return subprocess.run(_bwrap_cmd(read_end, program), pass_fds=(read_end,),
+        return subprocess.run(_bwrap_cmd(spec, read_end, program), pass_fds=(read_end,),
                               capture_output=capture, check=True)
     finally:
         os.close(read_end)
@@ -116,15 +142,15 @@ def _api_once(spec: object, audit: str) -> float:
     return took
 
 
-def _bwrap_tte(bpf: bytes) -> float:
+def _bwrap_tte(spec: Any) -> float:
     start = time.time()
-    done = _bwrap_run(bpf, ["date", "+%s.%N"], capture=True)
+    done = _bwrap_run(spec, ["date", "+%s.%N"], capture=True)
     return float(done.stdout.split()[0]) - start
 
 
-def _bwrap_wall(bpf: bytes) -> float:
+def _bwrap_wall(spec: Any) -> float:
     start = time.perf_counter()
-    _bwrap_run(bpf, ["/bin/true"], capture=False)
+    _bwrap_run(spec, ["/bin/true"], capture=False)
     return time.perf_counter() - start
 
 
@@ -138,7 +164,7 @@ def _parallel_worker(kind: str, seconds: float, audit: str, queue: multiprocessi
         if kind == "api":
             run(spec, ["/bin/true"], audit_log=audit)
         elif kind == "bwrap":
-            _bwrap_run(spec.bpf, ["/bin/true"], capture=False)
+            _bwrap_run(spec, ["/bin/true"], capture=False)
         else:
             subprocess.run([PYTHON, "-m", "sandbox.cli.main", "run", "--profile", "untrusted",
                             "--audit-log", audit, "--", "/bin/true"], check=True,
@@ -189,7 +215,7 @@ def main() -> None:
         for _ in range(3):
             subprocess.run([*cli, "/bin/true"], env=env, cwd=REPO, check=True,
                            stderr=subprocess.DEVNULL)
-            _bwrap_run(spec.bpf, ["/bin/true"], capture=False)
+            _bwrap_run(spec, ["/bin/true"], capture=False)
             _api_once(spec, audit)
 
         # Interleaved: each round takes one sample of every variant (in a rotating
@@ -199,8 +225,8 @@ def main() -> None:
             "CLI time-to-exec": lambda: _time_to_exec([*cli, "date", "+%s.%N"], env, cwd=REPO),
             "CLI whole run": lambda: _wall([*cli, "/bin/true"], env, cwd=REPO,
                                            stderr=subprocess.DEVNULL),
-            "bwrap time-to-exec": lambda: _bwrap_tte(spec.bpf),
-            "bwrap whole run": lambda: _bwrap_wall(spec.bpf),
+            "bwrap time-to-exec": lambda: _bwrap_tte(spec),
+            "bwrap whole run": lambda: _bwrap_wall(spec),
             "API sandbox.run": lambda: _api_once(spec, audit),
         }
         samples: dict[str, list[float]] = {name: [] for name in variants}

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 __all__ = ["IO", "launch"]
 
 _LAST_CAP: list[int] = []
+# When this process next sweeps stale cgroups (see step 6 of `launch`).
+_SWEEP_INTERVAL_S = 1.0
+_NEXT_SWEEP = [0.0]
 # Set to a list to record (step, time.perf_counter()) for each parent-side step: the
 # benchmark's breakdown of where a launch spends its time.
 TRACE: list[tuple[str, float]] | None = None
@@ -383,12 +386,14 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             notes.append(note)
         _mark("audit_open")
         audit = _Audit(log, run_id, spec, argv)
-        # A launcher killed with SIGKILL cannot remove its cgroup; every later run
-        # removes such leftovers, here, where it waits for pid 1 to build the root
-        # anyway, so it costs the launch nothing.
-        if cgroup is not None:
+        # A launcher killed with SIGKILL cannot remove its cgroup; later runs remove
+        # such leftovers, here, where the launcher waits for pid 1 to build the root
+        # anyway: the first run of every launcher process, then at most once a second
+        # (a sweep lists every hierarchy: a loop of runs need not pay it each time).
+        if cgroup is not None and time.monotonic() >= _NEXT_SWEEP[0]:
             from sandbox.launch.cgroups import cleanup_stale  # noqa: PLC0415
 
+            _NEXT_SWEEP[0] = time.monotonic() + _SWEEP_INTERVAL_S
             with contextlib.suppress(OSError):
                 cleanup_stale()
         # run.start states what is about to run, not what was applied, so it may be
