@@ -459,6 +459,18 @@ def check_container() -> Check:
     )
 
 
+def check_spawner() -> Check:
+    """The native child side, built at install: without it no run can start."""
+    from sandbox.launch.spawner import HELPER, helper_problem  # noqa: PLC0415
+
+    problem = helper_problem()
+    if problem is not None:
+        return Check("spawner", Status.FAIL, problem,
+                     "reinstall to build it: `pip install .` (or dev/setup in a checkout); "
+                     "it needs a C compiler and libc's static library (gcc, libc6-dev)")
+    return Check("spawner", Status.OK, f"sandbox-spawn built at {HELPER}")
+
+
 def check_bubblewrap() -> Check:
     """bubblewrap, optional: only the benchmarks compare against it."""
     tool = shutil.which("bwrap")
@@ -523,6 +535,7 @@ CHECKS: tuple[tuple[str, Callable[[], Check]], ...] = (
     ("landlock", check_landlock),
     ("x32", check_x32),
     ("container", check_container),
+    ("spawner", check_spawner),
     ("bubblewrap", check_bubblewrap),
     ("libseccomp", check_libseccomp),
 )

@@ -95,6 +95,15 @@ def encode_context(ctx: ChildContext) -> bytes:
     return b"".join(parts)
 
 
+def helper_problem() -> str | None:
+    """Why the helper cannot be started (missing, not executable), or None."""
+    if not os.path.exists(HELPER):
+        return "the native helper sandbox-spawn is not built: reinstall (dev/setup)"
+    if not os.access(HELPER, os.X_OK):
+        return "the native helper sandbox-spawn is not executable"
+    return None
+
+
 def spawn(ctx: ChildContext, stdio: tuple[int, int, int], err_w: int, status_w: int,
           sync: int) -> int:
     """Start the helper (the holder) with its channels in place; return its pid.
@@ -104,9 +113,9 @@ def spawn(ctx: ChildContext, stdio: tuple[int, int, int], err_w: int, status_w: 
     another (and a dup2 onto its own number, which would keep close-on-exec, cannot
     happen).
     """
-    if not os.access(HELPER, os.X_OK):
-        raise SetupError("spawner", errno.ENOENT, HELPER,
-                         "the native helper is not built: run `pip install -e .` (dev/setup)")
+    problem = helper_problem()
+    if problem is not None:
+        raise SetupError("spawner", errno.ENOENT, HELPER, problem)
     context = os.memfd_create("sandbox-context", os.MFD_CLOEXEC)
     copies: list[int] = []
     try:

@@ -28,6 +28,7 @@ NAMES = [
     "landlock",
     "x32",
     "container",
+    "spawner",
     "bubblewrap",
     "libseccomp",
 ]

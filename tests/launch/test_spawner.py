@@ -69,3 +69,16 @@ def test_a_malformed_context_is_refused_with_a_report(context: bytes) -> None:
     code, error = _run_helper(context)
     assert code == 125
     assert error is not None and (error.step, error.errno) == ("context", 22)
+
+
+def test_a_missing_helper_refuses_the_run_and_doctor_says_how_to_fix_it(
+        sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """No helper, no run (fail closed, step 'spawner'); `sandbox doctor` names the fix."""
+    from sandbox.launch import doctor  # noqa: PLC0415
+
+    monkeypatch.setattr(spawner, "HELPER", str(tmp_path / "sandbox-spawn"))
+    result = sandbox.run(["true"])
+    assert result.verdict == Verdict.SETUP_FAILED and result.exit_code == 125
+    assert result.setup_error is not None and result.setup_error.step == "spawner"
+    check = doctor.check_spawner()
+    assert check.status is doctor.Status.FAIL and "reinstall" in (check.fix or "")
