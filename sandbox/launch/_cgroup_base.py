@@ -322,14 +322,8 @@ def rmdir_tree(fs: CgroupFs, path: str, timeout: float = 2.0) -> None:
     rmdir is tried first: a run's group rarely has children, and listing a cgroup
     directory (dozens of control files) costs more than the rmdir itself.
     """
-    try:
-        fs.rmdir(path)
+    if _rmdir_unless_busy(fs, path, None):
         return
-    except FileNotFoundError:
-        return
-    except OSError as e:
-        if e.errno != errno.EBUSY:
-            raise CgroupBusy("cannot remove group", path, e.errno or 0) from e
     try:
         children = fs.subdirs(path)
     except FileNotFoundError:
@@ -340,17 +334,22 @@ def rmdir_tree(fs: CgroupFs, path: str, timeout: float = 2.0) -> None:
         rmdir_tree(fs, os.path.join(path, child), timeout)
     deadline = time.monotonic() + timeout
     delay = 0.001
-    while True:
-        try:
-            fs.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                raise CgroupBusy("cannot remove group", path, e.errno or 0) from e
+    while not _rmdir_unless_busy(fs, path, deadline):
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+def _rmdir_unless_busy(fs: CgroupFs, path: str, deadline: float | None) -> bool:
+    """rmdir: True when the group is gone, False when busy (until ``deadline``, if any)."""
+    try:
+        fs.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno != errno.EBUSY or (deadline is not None and time.monotonic() > deadline):
+            raise CgroupBusy("cannot remove group", path, e.errno or 0) from e
+        return False
+    return True
 
 
 def write_verified(
