@@ -82,3 +82,24 @@ def test_a_missing_helper_refuses_the_run_and_doctor_says_how_to_fix_it(
     assert result.setup_error is not None and result.setup_error.step == "spawner"
     check = doctor.check_spawner()
     assert check.status is doctor.Status.FAIL and "reinstall" in (check.fix or "")
+
+
+_IGNORING_SIGCHLD = """
+import signal, sys
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+from sandbox.launch.api import run
+for argv in (["sh", "-c", "exit 3"], ["sh", "-c", "kill -SEGV $$"]):
+    r = run("profile:untrusted", argv, audit_log=sys.argv[1])
+    print(r.verdict, r.exit_code)
+"""
+
+
+def test_a_caller_ignoring_sigchld_does_not_turn_a_failure_into_exit_0(tmp_path) -> None:
+    """SIG_IGN survives posix_spawn and exec: the helper's pid 1 would have its children
+    reaped by the kernel and report nothing, and the run would read as "exited 0"."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    out = subprocess.run([sys.executable, "-c", _IGNORING_SIGCHLD, str(tmp_path / "audit")],
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split("\n")[:2] == ["exited 3", "signaled 139"], out

@@ -36,9 +36,9 @@ static void put_le(unsigned char *out, uint64_t value, size_t size)
 }
 
 /* Forward signals to `program`, reap all children, report `program`'s end on status_fd
- * as struct "<iqqq": wait status, user µs, system µs, max RSS KiB. Returns when the
- * program is reaped (or there is nothing left to reap). */
-void reap_until(pid_t program, int status_fd)
+ * as struct "<iqqq": wait status, user µs, system µs, max RSS KiB. Returns true when the
+ * program was reaped and reported, false when there was nothing left to reap first. */
+bool reap_until(pid_t program, int status_fd)
 {
 	struct sigaction action;
 
@@ -61,7 +61,7 @@ void reap_until(pid_t program, int status_fd)
 		if (pid < 0 && errno == EINTR)
 			continue;
 		if (pid < 0)
-			return;
+			return false;
 		if (pid == program) {
 			unsigned char report[4 + 3 * 8];
 
@@ -74,7 +74,7 @@ void reap_until(pid_t program, int status_fd)
 			if (write(status_fd, report, sizeof(report)) < 0) {
 				/* As in Python: the launcher still sees pid 1 exit. */
 			}
-			return;
+			return true;
 		}
 	}
 }

@@ -43,6 +43,17 @@ static void pdeathsig(pid_t parent)
 		failf("pdeathsig", ESRCH, NULL, "the parent is already gone");
 }
 
+static void default_sigchld(void)
+{
+	struct sigaction action;
+
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = SIG_DFL;
+	sigemptyset(&action.sa_mask);
+	if (sigaction(SIGCHLD, &action, NULL) < 0)
+		fail("signals", errno, NULL);
+}
+
 static void send_sync(int fd, const char *msg)
 {
 	if (send(fd, msg, strlen(msg), MSG_NOSIGNAL) < 0)
@@ -393,8 +404,8 @@ static noreturn void init_main(const struct context *ctx, struct source *sources
 		kill(child, SIGKILL);
 		_exit(EXIT_SETUP);
 	}
-	reap_until(child, STATUS_W);
-	_exit(0);
+	/* Never "exited 0" for a program whose end pid 1 did not see and report. */
+	_exit(reap_until(child, STATUS_W) ? 0 : EXIT_SETUP);
 }
 
 int main(void)
@@ -410,6 +421,11 @@ int main(void)
 	if (sys_close_range(SYNC + 1, ~0U, 0) < 0)
 		failf("fds", errno, NULL, "close_range: %s", strerror(errno));
 	ctx = read_context(CONTEXT_FD);
+	/* SIGCHLD back to its default: exec keeps SIG_IGN, and a launcher whose caller ignores
+	 * SIGCHLD would hand it down; the kernel would then reap our children itself, pid 1
+	 * could never read the program's status, and a crashed or failing program would be
+	 * reported as "exited 0". */
+	default_sigchld();
 	/* Own process group (with a pid namespace): a terminal's ^C goes to the launcher,
 	 * which forwards it; the launcher must not get it twice. */
 	if (ctx->new_pid && setpgid(0, 0) < 0)

@@ -159,6 +159,6 @@ int load_filter(const struct context *ctx);
 void send_listener(int listener);
 
 /* init.c */
-void reap_until(pid_t program, int status_fd);
+bool reap_until(pid_t program, int status_fd);
 
 #endif
