@@ -84,3 +84,43 @@ def test_a_root_that_fails_late_ends_the_run_every_time(sandbox):
         result = sandbox.run(["true"], '[filesystem]\nmasked = ["/lib64"]')
         assert result.verdict == Verdict.SETUP_FAILED, result
         assert result.setup_error is not None and result.setup_error.step == "mask"
+
+
+@pytest.fixture
+def workspace_outside_tmp():
+    """A host directory outside /tmp: pid 1 builds the root on a tmpfs over /tmp, so only
+    a link to a path elsewhere resolves in the host's tree before pivot_root."""
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    base = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize("step", ["masked", "readonly"])
+def test_a_link_planted_in_a_writable_bind_cannot_redirect_a_mask_or_readonly(
+        sandbox, workspace_outside_tmp, step):
+    """A program that could write the workspace in an earlier run replaced a directory on
+    the way to a masked (or read-only) path by an absolute link to its host path. Before
+    pivot_root that link resolves in the host's tree, so the mask went on the host's copy
+    (detached with the old root) and the file stayed readable and writable in the sandbox.
+    """
+    work = workspace_outside_tmp / "work"
+    (work / "s2" / "sub").mkdir(parents=True)
+    (work / "s2" / "sub" / "key.pem").write_text("TOPSECRET\n")
+    os.symlink(str(work / "s2"), work / "secrets")
+    os.system(f"chmod -R a+rwX {workspace_outside_tmp}")  # noqa: S605 -- fixed arguments
+    target = "/work/secrets/sub/key.pem" if step == "masked" else "/work/secrets/sub"
+    policy = _bind(work, "/work", writable=True) + f"\n{step} = [\"{target}\"]"
+    result = sandbox.run(["sh", "-c", "cat /work/s2/sub/key.pem; echo x > /work/s2/sub/new"],
+                         policy)
+    if step == "masked":
+        assert b"TOPSECRET" not in result.stdout
+    assert not (work / "s2" / "sub" / "new").exists()
+    assert result.verdict == Verdict.SETUP_FAILED, result
+    assert result.setup_error is not None and result.setup_error.errno == 40  # ELOOP

@@ -1,6 +1,6 @@
 /*
  * Kernel calls made with syscall(2) (sandbox/launch/kernel.py): the new mount API,
- * pivot_root, close_range, capset/capget and seccomp, so that the helper builds with
+ * openat2, pivot_root, close_range, capset/capget and seccomp, so that the helper builds with
  * libc headers that predate their wrappers. Each returns -1 with errno on failure.
  */
 #include <fcntl.h>
@@ -24,6 +24,26 @@
 #ifndef __NR_mount_setattr
 #define __NR_mount_setattr 442
 #endif
+#ifndef __NR_fsopen
+#define __NR_fsopen 430
+#endif
+#ifndef __NR_fsconfig
+#define __NR_fsconfig 431
+#endif
+#ifndef __NR_fsmount
+#define __NR_fsmount 432
+#endif
+#ifndef __NR_openat2
+#define __NR_openat2 437
+#endif
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+
+/* struct open_how of linux/openat2.h (older headers lack it). */
+struct spawn_open_how {
+	uint64_t flags;
+	uint64_t mode;
+	uint64_t resolve;
+};
 
 /* struct mount_attr of linux/mount.h (not included: it clashes with sys/mount.h). */
 struct spawn_mount_attr {
@@ -43,6 +63,35 @@ int sys_move_mount(int from_fd, const char *to_path)
 {
 	return (int)syscall(__NR_move_mount, from_fd, "", AT_FDCWD, to_path,
 			    MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+/* Attach the detached tree from_fd on the file or directory to_fd refers to. */
+int sys_move_mount_fd(int from_fd, int to_fd)
+{
+	return (int)syscall(__NR_move_mount, from_fd, "", to_fd, "",
+			    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+}
+
+int sys_openat2(int dirfd, const char *path, uint64_t flags, uint64_t resolve)
+{
+	struct spawn_open_how how = { .flags = flags, .resolve = resolve };
+
+	return (int)syscall(__NR_openat2, dirfd, path, &how, sizeof(how));
+}
+
+int sys_fsopen(const char *fstype, unsigned int flags)
+{
+	return (int)syscall(__NR_fsopen, fstype, flags);
+}
+
+int sys_fsconfig(int fd, unsigned int cmd, const char *key, const char *value)
+{
+	return (int)syscall(__NR_fsconfig, fd, cmd, key, value, 0);
+}
+
+int sys_fsmount(int fd, unsigned int flags, unsigned int attrs)
+{
+	return (int)syscall(__NR_fsmount, fd, flags, attrs);
 }
 
 int sys_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set)

@@ -304,14 +304,15 @@ static void verify_flags(const char *path, const char *dst, bool readonly, const
 }
 
 /*
- * Clone the tree at fd detached, set attrs recursively, attach it at path.
+ * Clone the tree at fd detached, set attrs recursively, attach it on to_fd (when >= 0)
+ * or at path.
  *
  * Setting the flags before attaching means the tree is never visible writable or with
  * suid honoured, not even for an instant, and AT_RECURSIVE covers submounts as well (a
  * plain remount would leave /usr/sub writable).
  */
-static void attach_clone(int fd, const char *path, uint64_t attrs, const char *dst,
-			 const char *step)
+static void attach_clone_on(int fd, int to_fd, const char *path, uint64_t attrs,
+			    const char *dst, const char *step)
 {
 	int tree = sys_open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
 				 AT_RECURSIVE);
@@ -322,12 +323,18 @@ static void attach_clone(int fd, const char *path, uint64_t attrs, const char *d
 		failf(step, errno, dst, "open_tree");
 	if (sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attrs) < 0)
 		err = errno;
-	else if (sys_move_mount(tree, path) < 0)
+	else if ((to_fd >= 0 ? sys_move_mount_fd(tree, to_fd) : sys_move_mount(tree, path)) < 0)
 		err = errno, call = "move_mount";
 	if (close(tree) < 0 && !err)
 		fail(step, errno, dst);
 	if (err)
 		failf(step, err, dst, "%s: %s", call, strerror(err));
+}
+
+static void attach_clone(int fd, const char *path, uint64_t attrs, const char *dst,
+			 const char *step)
+{
+	attach_clone_on(fd, -1, path, attrs, dst, step);
 }
 
 static void do_mount(const char *source, const char *path, const char *fstype,
@@ -417,52 +424,120 @@ static void dev(const char *root, const struct mount_step *step, const struct so
 	verify_flags(path, dst, true, "dev");
 }
 
+/*
+ * dst opened as O_PATH beneath the new root, refusing a symlink anywhere on the way (a
+ * trailing one is returned as itself) and any way out of the root; -1 with errno.
+ *
+ * Why not root + dst as a string: before pivot_root an absolute symlink resolves in the
+ * host's tree. A program that can write a bind (a workspace) plants secrets -> /home/u/ws/s2
+ * in one run; in the next, the mask of /ws/secrets/key.pem would land on the host's copy
+ * of the file in this mount namespace, gone once the old root is detached, and the key
+ * would stay readable at /ws/s2/key.pem (statvfs, following the same link, agreed).
+ * Mounting on the descriptor also leaves no gap for a concurrent run to swap a link in.
+ */
+static int open_beneath(int root_fd, const char *dst)
+{
+	while (*dst == '/')
+		dst++;
+	return sys_openat2(root_fd, *dst ? dst : ".", O_PATH | O_NOFOLLOW | O_CLOEXEC,
+			   RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH);
+}
+
+/* open_beneath for a mask or readonly step: -1 when optional and absent. */
+static int open_target(int root_fd, const struct mount_step *step, const char *name)
+{
+	int fd = open_beneath(root_fd, step->dst);
+
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOENT && step->optional)
+		return -1;
+	if (errno == ELOOP || errno == EXDEV)
+		failf(name, errno, step->dst, "a component is a symlink or leaves the root");
+	fail(name, errno, step->dst);
+}
+
+/* verify_flags on what dst now resolves to beneath the root (the new mount on top). */
+static void verify_beneath(int root_fd, const char *dst, const char *step)
+{
+	int fd = open_beneath(root_fd, dst);
+	struct statvfs info;
+	const unsigned long want = ST_NOSUID | ST_RDONLY;
+
+	if (fd < 0 || fstatvfs(fd, &info) < 0)
+		fail(step, errno, dst);
+	if (close(fd) < 0)
+		fail(step, errno, dst);
+	if ((info.f_flag & want) != want)
+		failf(step, 0, dst, "mount flags 0x%lx lack 0x%lx after mounting", info.f_flag,
+		      want);
+}
+
+/* An empty read-only tmpfs (mode 0555, 4k) attached on the directory to_fd. */
+static void empty_tmpfs_on(int to_fd, const char *dst)
+{
+	int fs = sys_fsopen("tmpfs", FSOPEN_CLOEXEC), mnt = -1, err = 0;
+
+	if (fs < 0)
+		failf("mask", errno, dst, "fsopen tmpfs");
+	if (sys_fsconfig(fs, SPAWN_FSCONFIG_SET_STRING, "mode", "0555") < 0 ||
+	    sys_fsconfig(fs, SPAWN_FSCONFIG_SET_STRING, "size", "4k") < 0 ||
+	    sys_fsconfig(fs, SPAWN_FSCONFIG_CMD_CREATE, NULL, NULL) < 0)
+		err = errno;
+	else if ((mnt = sys_fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+					MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0)
+		err = errno;
+	else if (sys_move_mount_fd(mnt, to_fd) < 0)
+		err = errno;
+	if ((close(fs) < 0 || (mnt >= 0 && close(mnt) < 0)) && !err)
+		err = errno;
+	if (err)
+		failf("mask", err, dst, "mode=0555,size=4k");
+}
+
 /* Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory. */
-static void mask(const char *root, const struct mount_step *step, const struct source *null)
+static void mask(int root_fd, const struct mount_step *step, const struct source *null)
 {
 	const char *dst = step->dst;
-	char path[PATH_SIZE];
 	struct stat info;
+	int fd = open_target(root_fd, step, "mask");
 
-	join(path, root, dst, "", "mask", dst);
-	if (lstat(path, &info) < 0) {
-		if (errno == ENOENT && step->optional)
-			return;
+	if (fd < 0)
+		return;
+	if (fstat(fd, &info) < 0)
 		fail("mask", errno, dst);
-	}
 	if (S_ISDIR(info.st_mode))
-		do_mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-			 "mode=0555,size=4k", dst, "mask");
+		empty_tmpfs_on(fd, dst);
 	else if (S_ISLNK(info.st_mode))
 		failf("mask", ELOOP, dst, "is a symlink; mask its target instead");
 	else
-		attach_clone(null->fd, path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-			     MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, dst, "mask");
-	verify_flags(path, dst, true, "mask");
+		attach_clone_on(null->fd, fd, NULL, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+				MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, dst, "mask");
+	if (close(fd) < 0)
+		fail("mask", errno, dst);
+	verify_beneath(root_fd, dst, "mask");
 }
 
 /* Make an existing path (and everything below it) read-only with a recursive rebind. */
-static void readonly(const char *root, const struct mount_step *step)
+static void readonly(int root_fd, const struct mount_step *step)
 {
 	const char *dst = step->dst;
-	char path[PATH_SIZE];
 	struct stat info;
-	int fd;
+	int fd = open_target(root_fd, step, "readonly");
 
-	join(path, root, dst, "", "readonly", dst);
-	if (lstat(path, &info) < 0) {
-		if (errno == ENOENT && step->optional)
-			return;
-		fail("readonly", errno, dst);
-	}
-	fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
+		return;
+	/* A link itself made read-only would still lead to its writable target (and the
+	 * check below, which does not follow it, would pass). */
+	if (fstat(fd, &info) < 0)
 		fail("readonly", errno, dst);
-	attach_clone(fd, path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, dst,
-		     "readonly");
+	if (S_ISLNK(info.st_mode))
+		failf("readonly", ELOOP, dst, "is a symlink; make its target read-only instead");
+	attach_clone_on(fd, fd, NULL, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+			dst, "readonly");
 	if (close(fd) < 0)
 		fail("readonly", errno, dst);
-	verify_flags(path, dst, true, "readonly");
+	verify_beneath(root_fd, dst, "readonly");
 }
 
 static void tmpfs(const char *root, const struct mount_step *step, uid_t uid, gid_t gid)
@@ -487,6 +562,7 @@ void build_root(const struct context *ctx, struct source *sources)
 	const char *root = STAGING;
 	size_t n_binds = 0, bind_index = 0;
 	char path[PATH_SIZE];
+	int root_fd;
 
 	for (size_t i = 0; i < ctx->n_mounts; i++)
 		n_binds += strcmp(ctx->mounts[i].kind, "bind") == 0;
@@ -498,6 +574,9 @@ void build_root(const struct context *ctx, struct source *sources)
 	/* The new root: an empty tmpfs; it holds only mount points and symlinks. */
 	do_mount("tmpfs", STAGING, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m", "/",
 		 "root_tmpfs");
+	root_fd = open(STAGING, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0)
+		fail("root_tmpfs", errno, "/");
 	for (size_t i = 0; i < ctx->n_mounts; i++) {
 		const struct mount_step *step = &ctx->mounts[i];
 		const char *kind = step->kind;
@@ -516,9 +595,9 @@ void build_root(const struct context *ctx, struct source *sources)
 		} else if (strcmp(kind, "dev") == 0) {
 			dev(root, step, devices, ctx->uid, ctx->gid);
 		} else if (strcmp(kind, "mask") == 0) {
-			mask(root, step, null);
+			mask(root_fd, step, null);
 		} else if (strcmp(kind, "readonly") == 0) {
-			readonly(root, step);
+			readonly(root_fd, step);
 		} else {
 			char repr[4 * PATH_MAX];
 
@@ -529,6 +608,8 @@ void build_root(const struct context *ctx, struct source *sources)
 	for (size_t i = 0; i <= N_DEVICES; i++)
 		if (close(devices[i].fd) < 0)
 			fail("dev", errno, NULL);
+	if (close(root_fd) < 0)
+		fail("root_tmpfs", errno, "/");
 	/* Switch roots: pivot_root(".", ".") stacks the old root on top of the new one, and
 	 * the detach removes it, so no path in the sandbox leads to the host's tree. */
 	if (chdir(root) < 0 || sys_pivot_root(".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||

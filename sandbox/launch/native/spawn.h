@@ -62,6 +62,20 @@
 #ifndef MOUNT_ATTR_NOEXEC
 #define MOUNT_ATTR_NOEXEC 0x00000008
 #endif
+#ifndef RESOLVE_NO_SYMLINKS
+#define RESOLVE_NO_SYMLINKS 0x04
+#endif
+#ifndef RESOLVE_BENEATH
+#define RESOLVE_BENEATH 0x08
+#endif
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+#define SPAWN_FSCONFIG_SET_STRING 1
+#define SPAWN_FSCONFIG_CMD_CREATE 6
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -134,6 +148,11 @@ const char *pyrepr(const char *s, char *out, size_t size);
 /* kernel.c: calls without a (portable) glibc wrapper; -1 and errno on failure */
 int sys_open_tree(int dirfd, const char *path, unsigned int flags);
 int sys_move_mount(int from_fd, const char *to_path);
+int sys_move_mount_fd(int from_fd, int to_fd);
+int sys_openat2(int dirfd, const char *path, uint64_t flags, uint64_t resolve);
+int sys_fsopen(const char *fstype, unsigned int flags);
+int sys_fsconfig(int fd, unsigned int cmd, const char *key, const char *value);
+int sys_fsmount(int fd, unsigned int flags, unsigned int attrs);
 int sys_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set);
 int sys_pivot_root(const char *new_root, const char *put_old);
 int sys_close_range(unsigned int first, unsigned int last, unsigned int flags);
