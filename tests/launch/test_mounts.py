@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -90,9 +92,7 @@ def test_a_root_that_fails_late_ends_the_run_every_time(sandbox):
 def workspace_outside_tmp():
     """A host directory outside /tmp: pid 1 builds the root on a tmpfs over /tmp, so only
     a link to a path elsewhere resolves in the host's tree before pivot_root."""
-    import shutil  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
     base = Path(tempfile.mkdtemp(dir="/var/tmp"))
     try:
@@ -114,7 +114,7 @@ def test_a_link_planted_in_a_writable_bind_cannot_redirect_a_mask_or_readonly(
     (work / "s2" / "sub").mkdir(parents=True)
     (work / "s2" / "sub" / "key.pem").write_text("TOPSECRET\n")
     os.symlink(str(work / "s2"), work / "secrets")
-    os.system(f"chmod -R a+rwX {workspace_outside_tmp}")  # noqa: S605 -- fixed arguments
+    os.system(f"chmod -R a+rwX {workspace_outside_tmp}")
     target = "/work/secrets/sub/key.pem" if step == "masked" else "/work/secrets/sub"
     policy = _bind(work, "/work", writable=True) + f"\n{step} = [\"{target}\"]"
     result = sandbox.run(["sh", "-c", "cat /work/s2/sub/key.pem; echo x > /work/s2/sub/new"],
@@ -124,3 +124,25 @@ def test_a_link_planted_in_a_writable_bind_cannot_redirect_a_mask_or_readonly(
     assert not (work / "s2" / "sub" / "new").exists()
     assert result.verdict == Verdict.SETUP_FAILED, result
     assert result.setup_error is not None and result.setup_error.errno == 40  # ELOOP
+
+
+@pytest.mark.parametrize("kind", ["ro_bind", "tmpfs"])
+def test_a_link_planted_in_a_writable_bind_cannot_redirect_a_later_mount(
+        sandbox, workspace_outside_tmp, kind):
+    """A read-only bind (or tmpfs) meant to shield part of a writable workspace, whose
+    destination now runs through a link an earlier run planted there, is refused rather
+    than attached wherever the link leads. Mount points are created and opened one
+    component at a time beneath the new root and mounted on by descriptor, so a link
+    swapped in by a concurrent run cannot redirect the mount either (that race is closed
+    by construction; this test plants the link beforehand)."""
+    work = workspace_outside_tmp / "work"
+    (work / "s2" / "hooks").mkdir(parents=True)
+    os.symlink(str(work / "s2"), work / "git")
+    os.system(f"chmod -R a+rwX {workspace_outside_tmp}")
+    shield = ('ro_bind = [{ src = "/usr/share", dst = "/work/git/hooks" }]'
+              if kind == "ro_bind" else 'tmpfs = [{ path = "/work/git/hooks" }]')
+    writable = f'{{ src = "{work}", dst = "/work" }}'
+    result = sandbox.run(["true"], f"[filesystem]\nbind = [{writable}]\n{shield}")
+    assert result.verdict == Verdict.SETUP_FAILED, result
+    assert result.setup_error is not None and result.setup_error.step == "mountpoint"
+    assert result.setup_error.errno == 40 and "git is a symlink" in str(result.setup_error)

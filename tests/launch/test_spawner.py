@@ -6,6 +6,8 @@ import fcntl
 import glob
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -74,7 +76,7 @@ def test_a_malformed_context_is_refused_with_a_report(context: bytes) -> None:
 def test_a_missing_helper_refuses_the_run_and_doctor_says_how_to_fix_it(
         sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """No helper, no run (fail closed, step 'spawner'); `sandbox doctor` names the fix."""
-    from sandbox.launch import doctor  # noqa: PLC0415
+    from sandbox.launch import doctor
 
     monkeypatch.setattr(spawner, "HELPER", str(tmp_path / "sandbox-spawn"))
     result = sandbox.run(["true"])
@@ -97,9 +99,40 @@ for argv in (["sh", "-c", "exit 3"], ["sh", "-c", "kill -SEGV $$"]):
 def test_a_caller_ignoring_sigchld_does_not_turn_a_failure_into_exit_0(tmp_path) -> None:
     """SIG_IGN survives posix_spawn and exec: the helper's pid 1 would have its children
     reaped by the kernel and report nothing, and the run would read as "exited 0"."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
 
     out = subprocess.run([sys.executable, "-c", _IGNORING_SIGCHLD, str(tmp_path / "audit")],
                          capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split("\n")[:2] == ["exited 3", "signaled 139"], out
+
+
+_IGNORING_AND_BLOCKING = """
+import signal, sys
+for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+    signal.signal(sig, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM})
+from sandbox.launch.api import run
+r = run("profile:untrusted", ["cat", "/proc/self/status"], audit_log=sys.argv[1])
+print(r.verdict, r.stdout.decode())
+"""
+
+
+def test_the_program_starts_with_no_signal_of_the_launcher_ignored_or_blocked(
+        tmp_path) -> None:
+    """exec keeps ignored dispositions and the mask: a launcher run under nohup, or Python
+    itself (which ignores SIGPIPE and SIGXFSZ), would hand them to the program, which then
+    outlives a closed pipe or writes past RLIMIT_FSIZE instead of being killed."""
+
+    out = subprocess.run([sys.executable, "-c", _IGNORING_AND_BLOCKING, str(tmp_path / "a")],
+                         capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.startswith("exited "), out
+    fields = dict(line.split(":\t", 1) for line in out.stdout.splitlines() if ":\t" in line)
+    assert int(fields["SigIgn"], 16) == 0, fields["SigIgn"]
+    assert int(fields["SigBlk"], 16) == 0, fields["SigBlk"]
+
+
+def test_without_proc_the_capability_check_still_covers_every_set(sandbox) -> None:
+    """With no /proc to read CapBnd and CapAmb from, the helper asks the kernel cap by cap
+    (a check that misread the sets would refuse this run: it keeps nothing)."""
+    result = sandbox.run(["sh", "-c", "test ! -e /proc/self && echo no-proc"],
+                         "[filesystem]\nproc = false")
+    assert result.verdict == Verdict.EXITED and result.stdout == b"no-proc\n", result

@@ -1,6 +1,5 @@
 /*
- * Capabilities (sandbox/launch/caps.py): empty every set except the policy's keep-list,
- * then check the result.
+ * Capabilities: empty every set except the policy's keep-list, then check the result.
  *
  * Why every set: the bounding set limits what any later exec can gain (file caps, setuid
  * root inside the namespace); ambient is what survives exec for a non-root uid;
@@ -19,6 +18,9 @@
 #endif
 #ifndef PR_CAP_AMBIENT_RAISE
 #define PR_CAP_AMBIENT_RAISE 2
+#endif
+#ifndef PR_CAP_AMBIENT_IS_SET
+#define PR_CAP_AMBIENT_IS_SET 1
 #endif
 #ifndef PR_CAP_AMBIENT_CLEAR_ALL
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
@@ -50,7 +52,7 @@ void keep_caps(bool on)
 /* Effective, permitted, inheritable := keep; ambient := keep (so it survives exec). */
 void set_caps(uint64_t keep_mask, const int *keep, size_t n_keep)
 {
-	/* The detail names the call as kernel.py's OSError did ("capset: ..."). */
+	/* The detail names the call ("capset: ...") as the launcher's reports do. */
 	if (sys_capset(keep_mask, keep_mask, keep_mask) < 0)
 		failf("capabilities", errno, NULL, "capset: %s", strerror(errno));
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
@@ -95,6 +97,26 @@ static const char *status_field(const char *status, const char *name, char *out,
 	memcpy(out, found, found_len);
 	out[found_len] = '\0';
 	return out;
+}
+
+/* The bounding and ambient sets, asked of the kernel capability by capability: what
+ * CapBnd and CapAmb say when there is no /proc to read them from. */
+void verify_bounding_ambient(uint64_t keep_mask, int last_cap)
+{
+	uint64_t bounding = 0, ambient = 0;
+
+	for (int cap = 0; cap <= last_cap; cap++) {
+		int in_bounding = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+		int in_ambient = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0);
+
+		if (in_bounding < 0 || in_ambient < 0)
+			failf("verify", errno, NULL, "reading capability %d", cap);
+		bounding |= (uint64_t)(in_bounding == 1) << cap;
+		ambient |= (uint64_t)(in_ambient == 1) << cap;
+	}
+	if (bounding != keep_mask || ambient != keep_mask)
+		failf("verify", 0, NULL, "bounding 0x%" PRIx64 ", ambient 0x%" PRIx64
+		      ", expected 0x%" PRIx64, bounding, ambient, keep_mask);
 }
 
 /* Check /proc/self/status text: NoNewPrivs 1, every Cap* set exactly the keep-list. */

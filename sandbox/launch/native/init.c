@@ -1,5 +1,5 @@
 /*
- * Pid 1 of the sandbox's pid namespace (sandbox/launch/init.py): reap every zombie,
+ * Pid 1 of the sandbox's pid namespace: reap every zombie,
  * forward signals, report the program's end.
  *
  * Why an init: orphans inside the namespace are re-parented to pid 1, and without a

@@ -1,5 +1,5 @@
 /*
- * Kernel calls made with syscall(2) (sandbox/launch/kernel.py): the new mount API,
+ * Kernel calls made with syscall(2): the new mount API,
  * openat2, pivot_root, close_range, capset/capget and seccomp, so that the helper builds with
  * libc headers that predate their wrappers. Each returns -1 with errno on failure.
  */
@@ -109,6 +109,16 @@ int sys_pivot_root(const char *new_root, const char *put_old)
 int sys_close_range(unsigned int first, unsigned int last, unsigned int flags)
 {
 	return (int)syscall(__NR_close_range, first, last, flags);
+}
+
+/* The kernel's own sigaction, for any signal: the C library's refuses the two it reserves
+ * for itself (32, 33), which glibc's posix_spawn leaves ignored in the child it starts.
+ * All zeroes is SIG_DFL with no flags and an empty mask in every architecture's layout. */
+int sys_default_signal(int sig)
+{
+	unsigned long action[4] = { 0 };
+
+	return (int)syscall(__NR_rt_sigaction, sig, action, NULL, sizeof(uint64_t));
 }
 
 int sys_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable)

@@ -1,6 +1,5 @@
 /*
- * The sandbox's filesystem (sandbox/launch/mounts.py): bind sources opened safely, then
- * a fresh read-only root built.
+ * The sandbox's filesystem: bind sources opened safely, then a fresh read-only root built.
  *
  * Two halves:
  *
@@ -13,8 +12,10 @@
  * - build_root runs as pid 1 of the new pid namespace (a fresh /proc must be mounted
  *   from inside it) and builds a new root on an empty tmpfs from those descriptors with
  *   the new mount API: each bind is cloned detached, made ro,nosuid,nodev recursively
- *   *before* it is attached, attached, then checked with statvfs. The old root is
- *   detached.
+ *   *before* it is attached, attached, then checked with statvfs. Every mount (binds,
+ *   tmpfs, proc, /dev, masks) goes onto a descriptor of its mount point, opened beneath
+ *   the new root one component at a time without following a link, never onto a path
+ *   string that a planted or swapped link could redirect. The old root is detached.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -242,52 +243,71 @@ struct source *open_sources(const struct context *ctx)
 	return sources;
 }
 
-/* Create dst under root (parents too) without following any symlink; the full path is
- * left in `path` (PATH_SIZE bytes). */
-static void mountpoint(const char *root, const char *dst, bool is_dir, char *path)
+/*
+ * dst made to exist beneath dir_fd (parents too) as a directory, or as an empty file when
+ * !is_dir, and returned opened O_PATH; `shown` names it in errors.
+ *
+ * Each component is created and opened relative to the one before, with openat2 refusing
+ * a symlink or a way out, and the mount then goes onto the descriptor. A path string
+ * would be resolved again at mount time: a concurrent run sharing a writable bind could
+ * swap a link in between the check and the mount, and a read-only bind meant to shield
+ * part of that bind (.git in a workspace) would land elsewhere.
+ */
+static int mountpoint_at(int dir_fd, const char *dst, bool is_dir, const char *shown)
 {
-	size_t at = strlen(root), len;
 	const char *name = dst;
+	char comp[NAME_MAX + 1];
+	size_t len;
 	struct stat info;
+	int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
 
-	memcpy(path, root, at + 1);
+	if (fd < 0)
+		fail("mountpoint", errno, shown);
 	while ((name = component(name, &len))) {
 		bool last;
+		int next;
 
-		if (at + 1 + len >= PATH_SIZE)
-			fail("mountpoint", ENAMETOOLONG, dst);
-		path[at++] = '/';
-		memcpy(path + at, name, len);
-		at += len;
-		path[at] = '\0';
+		if (len > NAME_MAX)
+			fail("mountpoint", ENAMETOOLONG, shown);
+		memcpy(comp, name, len);
+		comp[len] = '\0';
 		name += len;
 		last = component(name, &len) == NULL;
-		if (lstat(path, &info) < 0) {
-			if (errno != ENOENT)
-				fail("mountpoint", errno, dst);
-			if (last && !is_dir) {
-				int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-
-				if (fd < 0 || close(fd) < 0)
-					fail("mountpoint", errno, dst);
-			} else if (mkdir(path, 0755) < 0) {
-				fail("mountpoint", errno, dst);
-			}
-			continue;
+		if (last && !is_dir) {
+			next = openat(fd, comp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				      0444);
+			if ((next < 0 && errno != EEXIST) || (next >= 0 && close(next) < 0))
+				fail("mountpoint", errno, shown);
+		} else if (mkdirat(fd, comp, 0755) < 0 && errno != EEXIST) {
+			fail("mountpoint", errno, shown);
 		}
+		next = sys_openat2(fd, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC,
+				   RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH);
+		if (next < 0 && (errno == ELOOP || errno == EXDEV))
+			failf("mountpoint", errno, shown, "%s leaves the root", comp);
+		if (next < 0 || fstat(next, &info) < 0)
+			fail("mountpoint", errno, shown);
 		if (S_ISLNK(info.st_mode))
-			failf("mountpoint", ELOOP, dst, "%s is a symlink", path + strlen(root));
+			failf("mountpoint", ELOOP, shown, "%.*s is a symlink",
+			      (int)(name - dst), dst);
 		if (!last && !S_ISDIR(info.st_mode))
-			fail("mountpoint", ENOTDIR, dst);
+			fail("mountpoint", ENOTDIR, shown);
+		if (close(fd) < 0)
+			fail("mountpoint", errno, shown);
+		fd = next;
 	}
+	return fd;
 }
 
-/* a + b + c into out (PATH_SIZE bytes); a path too long for it fails the step. */
-static void join(char *out, const char *a, const char *b, const char *c, const char *step,
-		 const char *dst)
+static int mountpoint(int root_fd, const char *dst, bool is_dir)
 {
-	if ((size_t)snprintf(out, PATH_SIZE, "%s%s%s", a, b, c) >= PATH_SIZE)
-		fail(step, ENAMETOOLONG, dst);
+	return mountpoint_at(root_fd, dst, is_dir, dst);
+}
+
+static void close_or_fail(int fd, const char *step, const char *dst)
+{
+	if (close(fd) < 0)
+		fail(step, errno, dst);
 }
 
 /* The kernel cannot report a flag it silently dropped: check with statvfs. */
@@ -303,16 +323,28 @@ static void verify_flags(const char *path, const char *dst, bool readonly, const
 		      want);
 }
 
+/* verify_flags on what fd is (a mount's root). */
+static void verify_fd(int fd, const char *dst, bool readonly, const char *step)
+{
+	struct statvfs info;
+	unsigned long want = ST_NOSUID | (readonly ? ST_RDONLY : 0);
+
+	if (fstatvfs(fd, &info) < 0)
+		fail(step, errno, dst);
+	if ((info.f_flag & want) != want)
+		failf(step, 0, dst, "mount flags 0x%lx lack 0x%lx after mounting", info.f_flag,
+		      want);
+}
+
 /*
- * Clone the tree at fd detached, set attrs recursively, attach it on to_fd (when >= 0)
- * or at path.
+ * Clone the tree at fd detached, set attrs recursively, attach it on to_fd.
  *
  * Setting the flags before attaching means the tree is never visible writable or with
  * suid honoured, not even for an instant, and AT_RECURSIVE covers submounts as well (a
  * plain remount would leave /usr/sub writable).
  */
-static void attach_clone_on(int fd, int to_fd, const char *path, uint64_t attrs,
-			    const char *dst, const char *step)
+static void attach_clone_on(int fd, int to_fd, uint64_t attrs, const char *dst,
+			    const char *step)
 {
 	int tree = sys_open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
 				 AT_RECURSIVE);
@@ -323,18 +355,12 @@ static void attach_clone_on(int fd, int to_fd, const char *path, uint64_t attrs,
 		failf(step, errno, dst, "open_tree");
 	if (sys_mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, attrs) < 0)
 		err = errno;
-	else if ((to_fd >= 0 ? sys_move_mount_fd(tree, to_fd) : sys_move_mount(tree, path)) < 0)
+	else if (sys_move_mount_fd(tree, to_fd) < 0)
 		err = errno, call = "move_mount";
 	if (close(tree) < 0 && !err)
 		fail(step, errno, dst);
 	if (err)
 		failf(step, err, dst, "%s: %s", call, strerror(err));
-}
-
-static void attach_clone(int fd, const char *path, uint64_t attrs, const char *dst,
-			 const char *step)
-{
-	attach_clone_on(fd, -1, path, attrs, dst, step);
 }
 
 static void do_mount(const char *source, const char *path, const char *fstype,
@@ -344,84 +370,40 @@ static void do_mount(const char *source, const char *path, const char *fstype,
 		failf(step, errno, dst, "%s", data);
 }
 
-static void bind_step(const char *root, const struct mount_step *step, const struct source *src)
+/*
+ * A new filesystem (options: key, value pairs, a NULL value for a flag, NULL-terminated),
+ * made with attrs, attached on to_fd; returns the new mount's root. The new mount API:
+ * the flags are on the mount before it is attached, and the target is a descriptor.
+ */
+static int new_fs_on(int to_fd, const char *fstype, const char *const *options, uint64_t attrs,
+		     const char *dst, const char *step)
 {
-	const char *dst = step->dst;
-	char path[PATH_SIZE];
+	char detail[256] = "";
+	int fs = sys_fsopen(fstype, FSOPEN_CLOEXEC), mnt = -1, err = 0;
+	size_t at = 0;
 
-	if (src->kind == SOURCE_MISSING)
-		return;  /* optional and absent (open_sources refused the rest) */
-	if (src->kind == SOURCE_SYMLINK) {
-		/* the parent as Python's dst.rsplit("/", 1)[0] or "/" */
-		const char *slash = strrchr(dst, '/');
-		char parent[PATH_SIZE];
-		size_t len = slash ? (size_t)(slash - dst) : strlen(dst);
-
-		if (len >= sizeof(parent))
-			fail("mountpoint", ENAMETOOLONG, dst);
-		memcpy(parent, dst, len);
-		parent[len] = '\0';
-		if (len == 0)
-			strcpy(parent, "/");
-		if (strcmp(parent, "/") != 0)
-			mountpoint(root, parent, true, path);
-		join(path, root, dst, "", "bind", dst);
-		if (symlink(src->target, path) < 0)
-			failf("bind", errno, dst, "symlink to %s", src->target);
-		return;
-	}
-	mountpoint(root, dst, src->is_dir, path);
-	attach_clone(src->fd, path, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-		     (step->writable ? 0 : MOUNT_ATTR_RDONLY), dst, "bind");
-	if (close(src->fd) < 0)
-		fail("bind", errno, dst);
-	verify_flags(path, dst, !step->writable, "bind");
-}
-
-/* A minimal /dev: host device nodes bound in, private pts and shm, the usual links. */
-static void dev(const char *root, const struct mount_step *step, const struct source *devices,
-		uid_t uid, gid_t gid)
-{
-	static const char *const links[][2] = {
-		{ "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
-		{ "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
-	};
-	const char *dst = step->dst;
-	char path[PATH_SIZE], node[PATH_SIZE], sub[PATH_SIZE], data[128];
-	long long size = step->size ? (long long)step->size : 64LL * 1024 * 1024;
-
-	mountpoint(root, dst, true, path);
-	/* nodev on the tmpfs itself: the bound nodes are separate mounts and keep working,
-	 * but nothing created here later can be a device. */
-	do_mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k",
-		 dst, "dev");
-	for (size_t i = 0; i < N_DEVICES; i++) {
-		join(sub, dst, "/", device_nodes[i], "dev", dst);
-		mountpoint(root, sub, false, node);
-		attach_clone(devices[i].fd, node, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, sub,
-			     "dev");
-	}
-	/* A private devpts instance: the sandbox cannot reach the host's terminals through it. */
-	join(sub, dst, "/pts", "", "dev", dst);
-	mountpoint(root, sub, true, node);
-	do_mount("devpts", node, "devpts", MS_NOSUID | MS_NOEXEC,
-		 "newinstance,ptmxmode=0666,mode=0620", sub, "dev");
-	join(sub, dst, "/shm", "", "dev", dst);
-	mountpoint(root, sub, true, node);
-	snprintf(data, sizeof(data), "mode=1777,size=%lld,uid=%u,gid=%u", size, (unsigned)uid,
-		 (unsigned)gid);
-	do_mount("tmpfs", node, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, data, sub, "dev");
-	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-		join(sub, dst, "/", links[i][0], "dev", dst);
-		join(node, path, "/", links[i][0], "dev", sub);
-		if (symlink(links[i][1], node) < 0)
-			fail("dev", errno, sub);
-	}
-	/* Nothing may be added to /dev once built (its submounts keep their own flags). */
-	if (sys_mount_setattr(AT_FDCWD, path, 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-			      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) < 0)
-		failf("dev", errno, dst, "read-only remount");
-	verify_flags(path, dst, true, "dev");
+	for (size_t i = 0; options[i]; i += 2)
+		at += (size_t)snprintf(detail + at, at < sizeof(detail) ? sizeof(detail) - at : 0,
+				       "%s%s%s%s", i ? "," : "", options[i],
+				       options[i + 1] ? "=" : "",
+				       options[i + 1] ? options[i + 1] : "");
+	if (fs < 0)
+		failf(step, errno, dst, "fsopen %s", fstype);
+	for (size_t i = 0; options[i] && !err; i += 2)
+		if (sys_fsconfig(fs, options[i + 1] ? SPAWN_FSCONFIG_SET_STRING :
+				 SPAWN_FSCONFIG_SET_FLAG, options[i], options[i + 1]) < 0)
+			err = errno;
+	if (!err && sys_fsconfig(fs, SPAWN_FSCONFIG_CMD_CREATE, NULL, NULL) < 0)
+		err = errno;
+	if (!err && (mnt = sys_fsmount(fs, FSMOUNT_CLOEXEC, (unsigned int)attrs)) < 0)
+		err = errno;
+	if (!err && sys_move_mount_fd(mnt, to_fd) < 0)
+		err = errno;
+	if (close(fs) < 0 && !err)
+		err = errno;
+	if (err)
+		failf(step, err, dst, "%s", detail);
+	return mnt;
 }
 
 /*
@@ -457,48 +439,109 @@ static int open_target(int root_fd, const struct mount_step *step, const char *n
 	fail(name, errno, step->dst);
 }
 
-/* verify_flags on what dst now resolves to beneath the root (the new mount on top). */
-static void verify_beneath(int root_fd, const char *dst, const char *step)
+/* verify_fd on what dst now resolves to beneath the root (the new mount on top): what
+ * the program will find there. */
+static void verify_beneath(int root_fd, const char *dst, bool readonly, const char *step)
 {
 	int fd = open_beneath(root_fd, dst);
-	struct statvfs info;
-	const unsigned long want = ST_NOSUID | ST_RDONLY;
 
-	if (fd < 0 || fstatvfs(fd, &info) < 0)
+	if (fd < 0)
 		fail(step, errno, dst);
-	if (close(fd) < 0)
-		fail(step, errno, dst);
-	if ((info.f_flag & want) != want)
-		failf(step, 0, dst, "mount flags 0x%lx lack 0x%lx after mounting", info.f_flag,
-		      want);
+	verify_fd(fd, dst, readonly, step);
+	close_or_fail(fd, step, dst);
 }
 
-/* An empty read-only tmpfs (mode 0555, 4k) attached on the directory to_fd. */
-static void empty_tmpfs_on(int to_fd, const char *dst)
+static void bind_step(int root_fd, const struct mount_step *step, const struct source *src)
 {
-	int fs = sys_fsopen("tmpfs", FSOPEN_CLOEXEC), mnt = -1, err = 0;
+	const char *dst = step->dst;
+	int fd;
 
-	if (fs < 0)
-		failf("mask", errno, dst, "fsopen tmpfs");
-	if (sys_fsconfig(fs, SPAWN_FSCONFIG_SET_STRING, "mode", "0555") < 0 ||
-	    sys_fsconfig(fs, SPAWN_FSCONFIG_SET_STRING, "size", "4k") < 0 ||
-	    sys_fsconfig(fs, SPAWN_FSCONFIG_CMD_CREATE, NULL, NULL) < 0)
-		err = errno;
-	else if ((mnt = sys_fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-					MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC)) < 0)
-		err = errno;
-	else if (sys_move_mount_fd(mnt, to_fd) < 0)
-		err = errno;
-	if ((close(fs) < 0 || (mnt >= 0 && close(mnt) < 0)) && !err)
-		err = errno;
-	if (err)
-		failf("mask", err, dst, "mode=0555,size=4k");
+	if (src->kind == SOURCE_MISSING)
+		return;  /* optional and absent (open_sources refused the rest) */
+	if (src->kind == SOURCE_SYMLINK) {
+		/* Recreated in its parent directory, created as any mount point is. */
+		const char *slash = strrchr(dst, '/');
+		char parent[PATH_SIZE];
+		size_t len = slash ? (size_t)(slash - dst) : 0;
+
+		if (len >= sizeof(parent))
+			fail("mountpoint", ENAMETOOLONG, dst);
+		memcpy(parent, dst, len);
+		parent[len] = '\0';
+		fd = mountpoint(root_fd, parent, true);
+		if (symlinkat(src->target, fd, slash ? slash + 1 : dst) < 0)
+			failf("bind", errno, dst, "symlink to %s", src->target);
+		close_or_fail(fd, "bind", dst);
+		return;
+	}
+	fd = mountpoint(root_fd, dst, src->is_dir);
+	attach_clone_on(src->fd, fd, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+			(step->writable ? 0 : MOUNT_ATTR_RDONLY), dst, "bind");
+	close_or_fail(src->fd, "bind", dst);
+	close_or_fail(fd, "bind", dst);
+	verify_beneath(root_fd, dst, !step->writable, "bind");
+}
+
+/* A minimal /dev: host device nodes bound in, private pts and shm, the usual links. Built
+ * inside its own new tmpfs, through that mount's descriptor. */
+static void dev(int root_fd, const struct mount_step *step, const struct source *devices,
+		uid_t uid, gid_t gid)
+{
+	static const char *const links[][2] = {
+		{ "ptmx", "pts/ptmx" }, { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
+		{ "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
+	};
+	static const char *const top[] = { "mode", "0755", "size", "64k", NULL };
+	static const char *const pts[] = { "newinstance", NULL, "ptmxmode", "0666", "mode", "0620",
+					   NULL };
+	const char *dst = step->dst;
+	char size[32], uid_s[16], gid_s[16], sub[PATH_SIZE];
+	const char *const shm[] = { "mode", "1777", "size", size, "uid", uid_s, "gid", gid_s,
+				    NULL };
+	int at = mountpoint(root_fd, dst, true), dev_fd, fd;
+
+	snprintf(size, sizeof(size), "%lld", step->size ? (long long)step->size : 64LL << 20);
+	snprintf(uid_s, sizeof(uid_s), "%u", (unsigned)uid);
+	snprintf(gid_s, sizeof(gid_s), "%u", (unsigned)gid);
+	/* nodev on the tmpfs itself: the bound nodes are separate mounts and keep working,
+	 * but nothing created here later can be a device. */
+	dev_fd = new_fs_on(at, "tmpfs", top, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+			   MOUNT_ATTR_NOEXEC, dst, "dev");
+	close_or_fail(at, "dev", dst);
+	for (size_t i = 0; i < N_DEVICES; i++) {
+		snprintf(sub, sizeof(sub), "%s/%s", dst, device_nodes[i]);
+		fd = mountpoint_at(dev_fd, device_nodes[i], false, sub);
+		attach_clone_on(devices[i].fd, fd, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, sub,
+				"dev");
+		close_or_fail(fd, "dev", sub);
+	}
+	/* A private devpts instance: the sandbox cannot reach the host's terminals through it. */
+	snprintf(sub, sizeof(sub), "%s/pts", dst);
+	fd = mountpoint_at(dev_fd, "pts", true, sub);
+	close_or_fail(new_fs_on(fd, "devpts", pts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, sub,
+				"dev"), "dev", sub);
+	close_or_fail(fd, "dev", sub);
+	snprintf(sub, sizeof(sub), "%s/shm", dst);
+	fd = mountpoint_at(dev_fd, "shm", true, sub);
+	close_or_fail(new_fs_on(fd, "tmpfs", shm, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+				MOUNT_ATTR_NOEXEC, sub, "dev"), "dev", sub);
+	close_or_fail(fd, "dev", sub);
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++)
+		if (symlinkat(links[i][1], dev_fd, links[i][0]) < 0)
+			failf("dev", errno, dst, "%s", links[i][0]);
+	/* Nothing may be added to /dev once built (its submounts keep their own flags). */
+	if (sys_mount_setattr(dev_fd, "", AT_EMPTY_PATH, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+			      MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) < 0)
+		failf("dev", errno, dst, "read-only remount");
+	close_or_fail(dev_fd, "dev", dst);
+	verify_beneath(root_fd, dst, true, "dev");
 }
 
 /* Hide a path: /dev/null over a file, an empty read-only tmpfs over a directory. */
 static void mask(int root_fd, const struct mount_step *step, const struct source *null)
 {
 	const char *dst = step->dst;
+	static const char *const empty[] = { "mode", "0555", "size", "4k", NULL };
 	struct stat info;
 	int fd = open_target(root_fd, step, "mask");
 
@@ -507,15 +550,16 @@ static void mask(int root_fd, const struct mount_step *step, const struct source
 	if (fstat(fd, &info) < 0)
 		fail("mask", errno, dst);
 	if (S_ISDIR(info.st_mode))
-		empty_tmpfs_on(fd, dst);
+		close_or_fail(new_fs_on(fd, "tmpfs", empty, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+					MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, dst, "mask"), "mask", dst);
 	else if (S_ISLNK(info.st_mode))
 		failf("mask", ELOOP, dst, "is a symlink; mask its target instead");
 	else
-		attach_clone_on(null->fd, fd, NULL, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+		attach_clone_on(null->fd, fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
 				MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, dst, "mask");
 	if (close(fd) < 0)
 		fail("mask", errno, dst);
-	verify_beneath(root_fd, dst, "mask");
+	verify_beneath(root_fd, dst, true, "mask");
 }
 
 /* Make an existing path (and everything below it) read-only with a recursive rebind. */
@@ -533,26 +577,41 @@ static void readonly(int root_fd, const struct mount_step *step)
 		fail("readonly", errno, dst);
 	if (S_ISLNK(info.st_mode))
 		failf("readonly", ELOOP, dst, "is a symlink; make its target read-only instead");
-	attach_clone_on(fd, fd, NULL, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+	attach_clone_on(fd, fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
 			dst, "readonly");
 	if (close(fd) < 0)
 		fail("readonly", errno, dst);
-	verify_beneath(root_fd, dst, "readonly");
+	verify_beneath(root_fd, dst, true, "readonly");
 }
 
-static void tmpfs(const char *root, const struct mount_step *step, uid_t uid, gid_t gid)
+static void tmpfs(int root_fd, const struct mount_step *step, uid_t uid, gid_t gid)
 {
-	char path[PATH_SIZE], data[128];
-	int n = snprintf(data, sizeof(data), "mode=%llo,uid=%u,gid=%u",
-			 (unsigned long long)step->mode, (unsigned)uid, (unsigned)gid);
+	char mode[32], size[32], uid_s[16], gid_s[16];
+	const char *options[] = { "mode", mode, "uid", uid_s, "gid", gid_s,
+				  step->size ? "size" : NULL, size, NULL };
+	int fd = mountpoint(root_fd, step->dst, true);
 
-	mountpoint(root, step->dst, true, path);
-	if (step->size)
-		snprintf(data + n, sizeof(data) - (size_t)n, ",size=%lld", (long long)step->size);
-	do_mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, data, step->dst, "tmpfs");
-	if (!step->writable && sys_mount_setattr(AT_FDCWD, path, 0, MOUNT_ATTR_RDONLY) < 0)
-		failf("tmpfs", errno, step->dst, "read-only remount");
-	verify_flags(path, step->dst, !step->writable, "tmpfs");
+	snprintf(mode, sizeof(mode), "%llo", (unsigned long long)step->mode);
+	snprintf(uid_s, sizeof(uid_s), "%u", (unsigned)uid);
+	snprintf(gid_s, sizeof(gid_s), "%u", (unsigned)gid);
+	snprintf(size, sizeof(size), "%lld", (long long)step->size);
+	close_or_fail(new_fs_on(fd, "tmpfs", options, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+				(step->writable ? 0 : MOUNT_ATTR_RDONLY), step->dst, "tmpfs"),
+		      "tmpfs", step->dst);
+	close_or_fail(fd, "tmpfs", step->dst);
+	verify_beneath(root_fd, step->dst, !step->writable, "tmpfs");
+}
+
+/* A procfs of the new pid namespace: host processes are not in it. hidepid: the program
+ * does not see pid 1 (the launcher's init, another uid) either. */
+static void proc(int root_fd, const struct mount_step *step)
+{
+	static const char *const options[] = { "hidepid", "invisible", NULL };
+	int fd = mountpoint(root_fd, step->dst, true);
+
+	close_or_fail(new_fs_on(fd, "proc", options, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+				MOUNT_ATTR_NOEXEC, step->dst, "proc"), "proc", step->dst);
+	close_or_fail(fd, "proc", step->dst);
 }
 
 /* Build the sandbox root from the mount steps and switch to it (pid 1, or the holder
@@ -561,7 +620,6 @@ void build_root(const struct context *ctx, struct source *sources)
 {
 	const char *root = STAGING;
 	size_t n_binds = 0, bind_index = 0;
-	char path[PATH_SIZE];
 	int root_fd;
 
 	for (size_t i = 0; i < ctx->n_mounts; i++)
@@ -582,18 +640,13 @@ void build_root(const struct context *ctx, struct source *sources)
 		const char *kind = step->kind;
 
 		if (strcmp(kind, "bind") == 0) {
-			bind_step(root, step, &sources[bind_index++]);
+			bind_step(root_fd, step, &sources[bind_index++]);
 		} else if (strcmp(kind, "tmpfs") == 0) {
-			tmpfs(root, step, ctx->uid, ctx->gid);
+			tmpfs(root_fd, step, ctx->uid, ctx->gid);
 		} else if (strcmp(kind, "proc") == 0) {
-			mountpoint(root, step->dst, true, path);
-			/* A procfs of the new pid namespace: host processes are not in it.
-			 * hidepid: the program does not see pid 1 (the launcher's init, another
-			 * uid) either. */
-			do_mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-				 "hidepid=invisible", step->dst, "proc");
+			proc(root_fd, step);
 		} else if (strcmp(kind, "dev") == 0) {
-			dev(root, step, devices, ctx->uid, ctx->gid);
+			dev(root_fd, step, devices, ctx->uid, ctx->gid);
 		} else if (strcmp(kind, "mask") == 0) {
 			mask(root_fd, step, null);
 		} else if (strcmp(kind, "readonly") == 0) {

@@ -1,6 +1,6 @@
 /*
- * network.mode = "loopback" (sandbox/launch/net_loopback.py via netns.py): bring lo up
- * in the new network namespace and check that it took effect.
+ * network.mode = "loopback": bring lo up in the new network namespace and check that it
+ * took effect.
  *
  * Why an ioctl and not netlink: setting one flag on one interface is a single
  * SIOCSIFFLAGS. The kernel assigns 127.0.0.1/8 and ::1 to lo by itself when it goes up

@@ -43,15 +43,22 @@ static void pdeathsig(pid_t parent)
 		failf("pdeathsig", ESRCH, NULL, "the parent is already gone");
 }
 
-static void default_sigchld(void)
+/* Every signal back to its default action. exec keeps only one thing of the caller's
+ * signal state, an ignored disposition, and the launcher hands down what its own caller
+ * ignored (nohup, a supervisor ignoring SIGCHLD) plus what Python ignores for itself
+ * (SIGPIPE, SIGXFSZ). Ignored SIGCHLD would let the kernel reap pid 1's children, so the
+ * program's status could never be read and a crash would be reported as "exited 0";
+ * ignored SIGXFSZ would turn RLIMIT_FSIZE from a kill into an error the program can
+ * ignore. The program starts as under a shell: nothing ignored, nothing blocked (the mask
+ * is emptied by posix_spawn). Signals 32 and 33 included, which glibc's posix_spawn itself
+ * leaves ignored. */
+static void default_signals(void)
 {
-	struct sigaction action;
-
-	memset(&action, 0, sizeof(action));
-	action.sa_handler = SIG_DFL;
-	sigemptyset(&action.sa_mask);
-	if (sigaction(SIGCHLD, &action, NULL) < 0)
-		fail("signals", errno, NULL);
+	for (int sig = 1; sig < NSIG; sig++) {
+		/* SIGKILL and SIGSTOP cannot be changed and are never ignored. */
+		if (sig != SIGKILL && sig != SIGSTOP && sys_default_signal(sig) < 0)
+			fail("signals", errno, NULL);
+	}
 }
 
 static void send_sync(int fd, const char *msg)
@@ -291,6 +298,7 @@ static void verify(const struct context *ctx)
 			failf("verify", 0, NULL, "capabilities 0x%llx 0x%llx 0x%llx",
 			      (unsigned long long)eff, (unsigned long long)prm,
 			      (unsigned long long)inh);
+		verify_bounding_ambient(ctx->keep_mask, ctx->last_cap);
 		nnp = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
 		if (nnp < 0)
 			fail("verify", errno, NULL);
@@ -421,11 +429,8 @@ int main(void)
 	if (sys_close_range(SYNC + 1, ~0U, 0) < 0)
 		failf("fds", errno, NULL, "close_range: %s", strerror(errno));
 	ctx = read_context(CONTEXT_FD);
-	/* SIGCHLD back to its default: exec keeps SIG_IGN, and a launcher whose caller ignores
-	 * SIGCHLD would hand it down; the kernel would then reap our children itself, pid 1
-	 * could never read the program's status, and a crashed or failing program would be
-	 * reported as "exited 0". */
-	default_sigchld();
+	/* No ignored signal of the launcher's reaches pid 1 or the program. */
+	default_signals();
 	/* Own process group (with a pid namespace): a terminal's ^C goes to the launcher,
 	 * which forwards it; the launcher must not get it twice. */
 	if (ctx->new_pid && setpgid(0, 0) < 0)

@@ -26,7 +26,7 @@
 #define ERR_W 4
 #define STATUS_W 5
 #define SYNC 6
-/* The program's numbers once its fds are arranged (fds.py). */
+/* The program's numbers once its fds are arranged (WIRE.md). */
 #define ERR_FD 3
 #define SYNC_FD 4
 
@@ -74,6 +74,7 @@
 #ifndef FSMOUNT_CLOEXEC
 #define FSMOUNT_CLOEXEC 0x00000001
 #endif
+#define SPAWN_FSCONFIG_SET_FLAG 0
 #define SPAWN_FSCONFIG_SET_STRING 1
 #define SPAWN_FSCONFIG_CMD_CREATE 6
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -156,6 +157,7 @@ int sys_fsmount(int fd, unsigned int flags, unsigned int attrs);
 int sys_mount_setattr(int dirfd, const char *path, unsigned int flags, uint64_t attr_set);
 int sys_pivot_root(const char *new_root, const char *put_old);
 int sys_close_range(unsigned int first, unsigned int last, unsigned int flags);
+int sys_default_signal(int sig);
 int sys_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
 int sys_capget(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable);
 int sys_seccomp_filter(unsigned int flags, const struct sock_fprog *prog);
@@ -166,6 +168,7 @@ void build_root(const struct context *ctx, struct source *sources);
 
 /* caps.c */
 int drop_bounding(uint64_t keep_mask, int last_cap, int *failed_cap);
+void verify_bounding_ambient(uint64_t keep_mask, int last_cap);
 void keep_caps(bool on);
 void set_caps(uint64_t keep_mask, const int *keep, size_t n_keep);
 void verify_status(const char *status, uint64_t keep_mask);
