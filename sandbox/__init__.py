@@ -6,8 +6,6 @@ in only the layer it belongs to (the launcher must not pay for the policy parser
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
@@ -41,4 +39,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 -- importing it loads `warnings`; only on first use
+
     return getattr(importlib.import_module(module), name)

@@ -8,8 +8,6 @@ Names are imported lazily, so `import sandbox.audit.writer` stays cheap for the 
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
@@ -41,4 +39,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sandbox.audit' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 -- importing it loads `warnings`; only on first use
+
     return getattr(importlib.import_module(module), name)

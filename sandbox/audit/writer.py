@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import pathlib
 import stat
 import time
 
@@ -19,6 +18,7 @@ from sandbox.audit.files import last_line, rotated_name
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
+    import pathlib
     from collections.abc import Mapping, Sequence
     from types import TracebackType
 
@@ -26,13 +26,16 @@ if TYPE_CHECKING:
 
 # Only what open() needs is imported with the module: the launcher imports and opens the
 # log before exec, where every millisecond counts (target: under 1 ms in total). The event
-# table, hashlib (which loads OpenSSL), json and the renderer load at the first emit.
+# table, hashlib (which loads OpenSSL), json and the renderer load at the first emit;
+# pathlib (with re, ~13 ms) only when a caller asks for a path object: paths are strings
+# inside.
 
 __all__ = [
     "DEFAULT_KEEP",
     "DEFAULT_RESERVE_BYTES",
     "AuditLog",
     "AuditUnavailable",
+    "default_log_file",
     "default_log_path",
     "encode_record",
     "line_hash",
@@ -69,17 +72,24 @@ class AuditUnavailable(OSError):
     `errno`/`filename` stay available; `path` and `action` say which file and which step.
     """
 
-    def __init__(self, path: pathlib.Path, error: int, action: str, detail: str = "") -> None:
-        super().__init__(error, os.strerror(error), str(path))
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], error: int, action: str,
+                 detail: str = "") -> None:
+        super().__init__(error, os.strerror(error), os.fspath(path))
         self.action = action
         self.detail = detail
+
+    @property
+    def path(self) -> pathlib.Path:
+        """The log file."""
+        import pathlib  # noqa: PLC0415 -- see the imports above
+
+        return pathlib.Path(str(self.filename))
 
     def __str__(self) -> str:
         hint = _HINTS.get(self.errno or 0, self.strerror or "")
         extra = f" ({self.detail})" if self.detail else ""
         return (
-            f"cannot {self.action} the audit log {self.path}: {hint}{extra}; "
+            f"cannot {self.action} the audit log {self.filename}: {hint}{extra}; "
             "the run is refused unless the policy sets audit.required = false"
         )
 
@@ -87,6 +97,15 @@ class AuditUnavailable(OSError):
 def default_log_path(
     *, euid: int | None = None, environ: Mapping[str, str] | None = None
 ) -> pathlib.Path:
+    """`default_log_file` as a path object."""
+    import pathlib  # noqa: PLC0415 -- see the imports above
+
+    return pathlib.Path(default_log_file(euid=euid, environ=environ))
+
+
+def default_log_file(
+    *, euid: int | None = None, environ: Mapping[str, str] | None = None
+) -> str:
     """Return where the audit log lives by default.
 
     Root logs to /var/log/sandbox so that runs by every admin land in one reviewed place;
@@ -95,19 +114,19 @@ def default_log_path(
     uid = os.geteuid() if euid is None else euid
     env = os.environ if environ is None else environ
     if uid == 0:
-        return pathlib.Path("/var/log/sandbox/audit.jsonl")
+        return "/var/log/sandbox/audit.jsonl"
     state = env.get("XDG_STATE_HOME", "")
     # The XDG spec says relative paths in these variables are invalid and must be ignored.
     if state and os.path.isabs(state):
-        base = pathlib.Path(state)
+        base = state
     else:
         home = env.get("HOME", "")
         if not home:
             import pwd  # noqa: PLC0415 -- rare fallback, keeps the common path lean
 
             home = pwd.getpwuid(uid).pw_dir
-        base = pathlib.Path(home) / ".local" / "state"
-    return base / "sandbox" / "audit.jsonl"
+        base = os.path.join(home, ".local", "state")
+    return os.path.join(base, "sandbox", "audit.jsonl")
 
 
 def rendering_ready() -> bool:
@@ -155,10 +174,10 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:06d}Z"
 
 
-def _open_fd(path: pathlib.Path) -> int:
+def _open_fd(path: str) -> int:
     """Open (creating) the live log file for appending; raise AuditUnavailable with the reason."""
     try:
-        os.makedirs(path.parent, mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     except OSError as exc:
         raise AuditUnavailable(path, exc.errno or errno.EIO, "create the directory of") from exc
     # O_APPEND: every write lands at the end even if another process grew the file.
@@ -186,10 +205,10 @@ class AuditLog:
     """
 
     def __init__(
-        self, path: pathlib.Path, fd: int, *, rotate_bytes: int | None, keep: int
+        self, path: str, fd: int, *, rotate_bytes: int | None, keep: int
     ) -> None:
         """Wrap an already opened descriptor; use `AuditLog.open`, which probes first."""
-        self.path = path
+        self._path = path
         self._fd: int | None = fd
         self._rotate_bytes = rotate_bytes
         self._keep = keep
@@ -203,7 +222,7 @@ class AuditLog:
     @classmethod
     def open(
         cls,
-        path: pathlib.Path,
+        path: str | os.PathLike[str],
         *,
         rotate_bytes: int | None = None,
         keep: int = DEFAULT_KEEP,
@@ -219,7 +238,7 @@ class AuditLog:
             raise ValueError(f"rotate_bytes must be positive, got {rotate_bytes}")
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
-        path = pathlib.Path(path)
+        path = os.fspath(path)
         fd = _open_fd(path)
         try:
             vfs = os.fstatvfs(fd)
@@ -236,6 +255,13 @@ class AuditLog:
             os.close(fd)
             raise
         return cls(path, fd, rotate_bytes=rotate_bytes, keep=keep)
+
+    @property
+    def path(self) -> pathlib.Path:
+        """The live log file."""
+        import pathlib  # noqa: PLC0415 -- see the imports above
+
+        return pathlib.Path(self._path)
 
     def __enter__(self) -> AuditLog:
         return self
@@ -288,7 +314,7 @@ class AuditLog:
         if not checked:
             raise ValueError("emit_many needs at least one record")
         if self._fd is None:
-            raise ValueError(f"emit on a closed audit log ({self.path})")
+            raise ValueError(f"emit on a closed audit log ({self._path})")
         while True:
             fd = self._lock_live_file()
             try:
@@ -345,11 +371,11 @@ class AuditLog:
         while True:
             fd = self._fd
             if fd is None:
-                raise ValueError(f"audit log {self.path} is closed")
+                raise ValueError(f"audit log {self._path} is closed")
             fcntl.flock(fd, fcntl.LOCK_EX)
             st = os.fstat(fd)
             try:
-                cur = os.stat(self.path, follow_symlinks=False)
+                cur = os.stat(self._path, follow_symlinks=False)
             except FileNotFoundError:
                 cur = None
             if cur is not None and (cur.st_dev, cur.st_ino) == (st.st_dev, st.st_ino):
@@ -358,7 +384,7 @@ class AuditLog:
             os.close(fd)
             self._fd = None
             self._tail_key = None
-            self._fd = _open_fd(self.path)
+            self._fd = _open_fd(self._path)
 
     def _chain_tail(self, fd: int, size: int) -> tuple[int, str]:
         """Return (seq, hash) of the last record of the log; the caller holds the lock."""
@@ -374,7 +400,7 @@ class AuditLog:
             # it, and appending after it would glue two records into one broken line.
             self._truncate(fd, end)
         if not line:
-            older = rotated_name(self.path, 1)
+            older = rotated_name(self._path, 1)
             try:
                 ofd = os.open(older, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             except FileNotFoundError:
@@ -392,7 +418,7 @@ class AuditLog:
         except (ValueError, KeyError, TypeError):
             seq = None
         if not isinstance(seq, int) or isinstance(seq, bool):
-            raise AuditUnavailable(self.path, errno.EBADMSG, "append to")
+            raise AuditUnavailable(self._path, errno.EBADMSG, "append to")
         return seq, line_hash(line)
 
     def _truncate(self, fd: int, size: int) -> None:
@@ -400,7 +426,7 @@ class AuditLog:
         try:
             os.ftruncate(fd, size)
         except OSError as exc:
-            raise AuditUnavailable(self.path, exc.errno or errno.EIO, "repair") from exc
+            raise AuditUnavailable(self._path, exc.errno or errno.EIO, "repair") from exc
 
     def _append(self, fd: int, size: int, line: bytes) -> None:
         """Write one line with a single write; on failure, cut back to `size` and raise."""
@@ -410,12 +436,12 @@ class AuditLog:
         except OSError as exc:
             # A failed write may still have extended the file on some filesystems.
             self._truncate(fd, size)
-            raise AuditUnavailable(self.path, exc.errno or errno.EIO, "write to") from exc
+            raise AuditUnavailable(self._path, exc.errno or errno.EIO, "write to") from exc
         if written != len(data):
             # A short write to a regular file means the filesystem ran out of room.
             self._truncate(fd, size)
             raise AuditUnavailable(
-                self.path, errno.ENOSPC, "write to", f"{written} of {len(data)} bytes written"
+                self._path, errno.ENOSPC, "write to", f"{written} of {len(data)} bytes written"
             )
 
     def _rotate(self) -> None:
@@ -426,10 +452,10 @@ class AuditLog:
         """
         try:
             for index in range(self._keep - 1, 0, -1):
-                src = rotated_name(self.path, index)
-                if src.exists():
-                    os.rename(src, rotated_name(self.path, index + 1))
-            os.rename(self.path, rotated_name(self.path, 1))
+                src = rotated_name(self._path, index)
+                if os.path.exists(src):
+                    os.rename(src, rotated_name(self._path, index + 1))
+            os.rename(self._path, rotated_name(self._path, 1))
         except OSError as exc:
-            raise AuditUnavailable(self.path, exc.errno or errno.EIO, "rotate") from exc
+            raise AuditUnavailable(self._path, exc.errno or errno.EIO, "rotate") from exc
         self._tail_key = None

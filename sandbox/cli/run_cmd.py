@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
@@ -164,6 +163,8 @@ def overlay_text(args: argparse.Namespace | RunArgs, base: str) -> str | None:
 
 def _compile(args: argparse.Namespace | RunArgs, primary: str, overlay: str | None) -> LaunchSpec:
     """Load, validate and compile (the slow path); store the result in the cache."""
+    from pathlib import Path  # noqa: PLC0415 -- only on a cache miss (it loads re)
+
     from sandbox.compile.plan_builder import compile_policy  # noqa: PLC0415
     from sandbox.launch.spec import spec_from_plan  # noqa: PLC0415
     from sandbox.plan import cache  # noqa: PLC0415

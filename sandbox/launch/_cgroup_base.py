@@ -8,11 +8,9 @@ on every run and its start-up time matters.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
-from collections.abc import Callable, Iterable
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 # The C module: `signal` builds three enums on import, on the launch path (the typing
@@ -22,6 +20,7 @@ if TYPE_CHECKING:
 else:
     import _signal as signal
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Protocol
 
     from sandbox.launch._cgroup_usage import CgroupUsage
@@ -478,8 +477,10 @@ def kill_loop(
             signal_members(members)
         finally:
             if frozen and thaw is not None:
-                with contextlib.suppress(OSError):
+                try:
                     thaw()  # frozen tasks only act on the SIGKILL once thawed
+                except OSError:
+                    pass
         if time.monotonic() > deadline:
             left = sorted(members())
             if left:
@@ -542,8 +543,10 @@ def new_group(fs: CgroupFs, path: str, created: list[str], reason: str) -> bool:
 def undo(fs: CgroupFs, created: list[str]) -> None:
     """Remove what a failed create made, newest first; a parent still in use stays."""
     for path in reversed(created):
-        with contextlib.suppress(OSError):
+        try:
             fs.rmdir(path)
+        except OSError:
+            pass
 
 
 def make_usage(

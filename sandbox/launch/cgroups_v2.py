@@ -19,7 +19,6 @@ program (same host uid as the files' owner) managed to mount cgroupfs.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import time
@@ -192,8 +191,10 @@ def _vacate(fs: CgroupFs, cgroup: str, control: str, command: str) -> None:
     try:
         fs.write(control, command)
     except OSError as e:
-        with contextlib.suppress(OSError):
+        try:
             fs.write(os.path.join(cgroup, "cgroup.procs"), me)  # put things back as found
+        except OSError:
+            pass
         undo(fs, made)
         raise CgroupUnavailable(
             f"the cgroup holds other processes, so cgroup v2 cannot enable {command} "
@@ -421,8 +422,10 @@ class V2Group:
         while todo:
             path = todo.pop()
             out |= self._procs(path)
-            with contextlib.suppress(OSError):
+            try:
                 todo.extend(os.path.join(path, d) for d in self._fs.subdirs(path))
+            except OSError:
+                pass
         return out
 
     def _freeze(self) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import _socket
 import _thread
-import contextlib
 import errno
 import os
 import select
@@ -207,11 +206,9 @@ class _Audit:
 
 def _open_audit(spec: LaunchSpec, path: str | None) -> tuple[Any, str | None]:
     """(log or None, note). Fails closed when the policy requires the audit record."""
-    import pathlib  # noqa: PLC0415 -- already loaded by the interpreter's site
+    from sandbox.audit.writer import AuditLog, AuditUnavailable, default_log_file  # noqa: PLC0415
 
-    from sandbox.audit.writer import AuditLog, AuditUnavailable, default_log_path  # noqa: PLC0415
-
-    target = pathlib.Path(path or spec.audit_log or default_log_path())
+    target = path or spec.audit_log or default_log_file()
     try:
         return AuditLog.open(target), None
     except AuditUnavailable as exc:
@@ -394,8 +391,10 @@ def launch(spec: LaunchSpec, argv: list[str], *, io: IO | None = None, cwd: str 
             from sandbox.launch.cgroups import cleanup_stale  # noqa: PLC0415
 
             _NEXT_SWEEP[0] = time.monotonic() + _SWEEP_INTERVAL_S
-            with contextlib.suppress(OSError):
+            try:
                 cleanup_stale()
+            except OSError:
+                pass
         # run.start states what is about to run, not what was applied, so it may be
         # written before exec: here, while waiting, if rendering costs no import (the
         # first run of a process renders after exec instead, see on_exec).
@@ -611,8 +610,10 @@ def _end_network(net: Any, prepared: Any) -> list[Any]:
     """Remove the link, filter and /etc files; the flow record read on the way out."""
     if net is None:
         if prepared is not None:
-            with contextlib.suppress(OSError):
+            try:
                 prepared.remove_etc()
+            except OSError:
+                pass
         return []
     try:
         net.teardown()
@@ -742,13 +743,19 @@ def _pending_report(err_r: int) -> SetupError | None:
 def _abort(pid: int, pidfd: int, init_pidfd: int | None) -> None:
     """Kill the child (and pid 1 of its namespace, if it exists) and reap it."""
     if init_pidfd is not None:
-        with contextlib.suppress(OSError):
+        try:
             signal.pidfd_send_signal(init_pidfd, signal.SIGKILL)
+        except OSError:
+            pass
         os.close(init_pidfd)
-    with contextlib.suppress(OSError):
+    try:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
+    except OSError:
+        pass
+    try:
         os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
     os.close(pidfd)
 
 

@@ -31,7 +31,6 @@ The notifier design, and why it cannot fail open:
 from __future__ import annotations
 
 import _socket
-import contextlib
 import fcntl
 import os
 import struct
@@ -76,5 +75,7 @@ def receive_notification(listener: int) -> Notification | None:
 
 def close_quietly(fd: int) -> None:
     """Close ``fd`` ignoring errors (cleanup paths only)."""
-    with contextlib.suppress(OSError):
+    try:
         os.close(fd)
+    except OSError:
+        pass

@@ -9,7 +9,6 @@ happened (`Observed`) and kills the sandbox as a whole when a limit is crossed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import select
@@ -113,18 +112,24 @@ class Supervisor:
         if reason is not None and self.seen.killed is None:
             self.seen.killed = reason
         if self.cgroup is not None:
-            with contextlib.suppress(OSError):
+            try:
                 self.cgroup.kill_all()
+            except OSError:
+                pass
         for pidfd in (self.init_pidfd, self.holder_pidfd):
             if pidfd is not None:
-                with contextlib.suppress(OSError):
+                try:
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def forward(self, signum: int) -> None:
         """Pass a signal the launcher received on to pid 1 (which passes it to the program)."""
         target = self.init_pidfd if self.init_pidfd is not None else self.holder_pidfd
-        with contextlib.suppress(OSError):
+        try:
             signal.pidfd_send_signal(target, signum)
+        except OSError:
+            pass
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -207,8 +212,10 @@ class Supervisor:
         # Nothing of the sandbox may outlive its first process (daemonised children in a
         # run without a pid namespace): the cgroup takes them all.
         if self.cgroup is not None:
-            with contextlib.suppress(OSError):
+            try:
                 self.cgroup.kill_all()
+            except OSError:
+                pass
 
     def _sample_cpu(self) -> None:
         try:

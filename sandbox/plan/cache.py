@@ -19,17 +19,18 @@ written beside it as JSON for people (``<key>.plan.json``).
 
 from __future__ import annotations
 
-import contextlib
 import marshal
 import os
 import stat
 import sys
-from pathlib import Path
 
 try:  # the builtin module, without loading OpenSSL as hashlib does (milliseconds)
     from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # pragma: no cover -- Python 3.12+ names it _sha2
-    from hashlib import sha256
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found,unused-ignore,no-redef]
+    except ImportError:
+        from hashlib import sha256
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
@@ -41,26 +42,26 @@ if TYPE_CHECKING:
 __all__ = ["CACHE_FORMAT", "cache_dir", "cache_key", "lookup", "store"]
 
 CACHE_FORMAT = 1
-_PACKAGE = Path(__file__).resolve().parent.parent
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 # The code a compiled plan depends on; a change to any of it invalidates every entry.
 _CODE_DIRS = ("policy", "compile", "plan")
 _CODE_FILES = ("launch/spec.py",)
 
 
-def cache_dir(*, euid: int | None = None, environ: dict[str, str] | None = None) -> Path:
+def cache_dir(*, euid: int | None = None, environ: dict[str, str] | None = None) -> str:
     """$SANDBOX_CACHE_DIR if set; else /var/cache/sandbox for root, and
     $XDG_CACHE_HOME/sandbox (~/.cache/sandbox) for everyone else."""
     uid = os.geteuid() if euid is None else euid
     env = os.environ if environ is None else environ
     override = env.get("SANDBOX_CACHE_DIR", "")
     if override and os.path.isabs(override):
-        return Path(override)
+        return override
     if uid == 0:
-        return Path("/var/cache/sandbox")
+        return "/var/cache/sandbox"
     base = env.get("XDG_CACHE_HOME", "")
     if not base or not os.path.isabs(base):
         base = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".cache")
-    return Path(base) / "sandbox"
+    return os.path.join(base, "sandbox")
 
 
 def _code_signature() -> list[Any]:
@@ -68,7 +69,7 @@ def _code_signature() -> list[Any]:
     out: list[Any] = []
     for sub in _CODE_DIRS:
         try:
-            entries = sorted(os.scandir(_PACKAGE / sub), key=lambda e: e.name)
+            entries = sorted(os.scandir(os.path.join(_PACKAGE, sub)), key=lambda e: e.name)
         except OSError:
             continue
         for entry in entries:
@@ -77,7 +78,7 @@ def _code_signature() -> list[Any]:
                 out.append([f"{sub}/{entry.name}", info.st_size, info.st_mtime_ns])
     for name in _CODE_FILES:
         try:
-            info = os.stat(_PACKAGE / name)
+            info = os.stat(os.path.join(_PACKAGE, name))
         except OSError:
             continue
         out.append([name, info.st_size, info.st_mtime_ns])
@@ -117,7 +118,7 @@ def _libseccomp_file() -> list[Any] | None:
     return None
 
 
-def _trusted_dir(path: Path) -> bool:
+def _trusted_dir(path: str) -> bool:
     try:
         info = os.lstat(path)
     except OSError:
@@ -127,17 +128,17 @@ def _trusted_dir(path: Path) -> bool:
 
 
 def lookup(
-    primary: str, overlay: str | None, *, directory: Path | None = None
+    primary: str, overlay: str | None, *, directory: str | os.PathLike[str] | None = None
 ) -> LaunchSpec | None:
     """The cached launch spec, or None (missing, stale, corrupt or untrusted entry)."""
     from sandbox.launch.spec import LaunchSpec  # noqa: PLC0415 -- light; avoids a cycle
 
-    where = directory or cache_dir()
+    where = os.fspath(directory) if directory is not None else cache_dir()
     if not _trusted_dir(where):
         return None
     key = cache_key(primary, overlay)
     try:
-        fd = os.open(where / f"{key}.bin", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(os.path.join(where, f"{key}.bin"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -168,14 +169,14 @@ def lookup(
 
 
 def store(primary: str, overlay: str | None, plan: Plan, spec: LaunchSpec, *,
-          directory: Path | None = None) -> Path | None:
+          directory: str | os.PathLike[str] | None = None) -> str | None:
     """Write the entry atomically (temporary file + rename, mode 0600); None on failure.
 
     A cache that cannot be written only costs speed, so failures are not errors.
     """
     from sandbox.plan.codec import plan_to_json  # noqa: PLC0415 -- only on a cache miss
 
-    where = directory or cache_dir()
+    where = os.fspath(directory) if directory is not None else cache_dir()
     try:
         os.makedirs(where, mode=0o700, exist_ok=True)
     except OSError:
@@ -198,13 +199,13 @@ def store(primary: str, overlay: str | None, plan: Plan, spec: LaunchSpec, *,
         return None
     if not _write_atomically(where, f"{key}.bin", marshal.dumps(entry)):
         return None
-    return where / f"{key}.bin"
+    return os.path.join(where, f"{key}.bin")
 
 
-def _write_atomically(where: Path, name: str, data: bytes) -> bool:
+def _write_atomically(where: str, name: str, data: bytes) -> bool:
     """Write ``where/name`` via a temporary file and rename (readers never see half)."""
-    final = where / name
-    tmp = where / f".{name}.{os.getpid()}.tmp"
+    final = os.path.join(where, name)
+    tmp = os.path.join(where, f".{name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
@@ -216,7 +217,9 @@ def _write_atomically(where: Path, name: str, data: bytes) -> bool:
             os.close(fd)
         os.rename(tmp, final)
     except OSError:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         return False
     return True

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sandbox._profiles import profile_file, profiles_directory
+from sandbox import _profiles
 from sandbox.policy.errors import Diagnostic, PolicyError, format_key_path
 from sandbox.policy.layer import Layer, read_layer
 from sandbox.policy.model import Policy
@@ -43,9 +43,15 @@ def available_profiles() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in profiles_directory().glob("*.toml")))
 
 
+def profiles_directory() -> Path:
+    """The directory of the built-in profiles."""
+    return Path(_profiles.profiles_directory())
+
+
 def profile_path(name: str) -> Path | None:
     """The file of built-in profile ``name``, or None when there is none by that name."""
-    return profile_file(name)
+    found = _profiles.profile_file(name)
+    return None if found is None else Path(found)
 
 
 def _whole_file(file: str, message: str) -> PolicyError:

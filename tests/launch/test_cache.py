@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from sandbox.compile.plan_builder import compile_policy
 from sandbox.launch.spec import LaunchSpec, spec_from_plan
@@ -17,7 +18,7 @@ def _entry(tmp_path, text='extends = "untrusted"\n'):
     spec = spec_from_plan(plan)
     where = tmp_path / "cache"
     stored = cache.store(str(policy_file), None, plan, spec, directory=where)
-    return policy_file, where, stored, spec
+    return policy_file, where, None if stored is None else Path(stored), spec
 
 
 def test_round_trip(tmp_path):
