@@ -382,11 +382,16 @@ static int new_fs_on(int to_fd, const char *fstype, const char *const *options, 
 	int fs = sys_fsopen(fstype, FSOPEN_CLOEXEC), mnt = -1, err = 0;
 	size_t at = 0;
 
-	for (size_t i = 0; options[i]; i += 2)
-		at += (size_t)snprintf(detail + at, at < sizeof(detail) ? sizeof(detail) - at : 0,
-				       "%s%s%s%s", i ? "," : "", options[i],
-				       options[i + 1] ? "=" : "",
-				       options[i + 1] ? options[i + 1] : "");
+	/* The options as mount(2) data ("mode=0755,size=64k"), for an error report. */
+	for (size_t i = 0; options[i] && at < sizeof(detail) - 1; i += 2) {
+		int n = snprintf(detail + at, sizeof(detail) - at, "%s%s%s%s", i ? "," : "",
+				 options[i], options[i + 1] ? "=" : "",
+				 options[i + 1] ? options[i + 1] : "");
+
+		if (n < 0)
+			break;
+		at += (size_t)n;
+	}
 	if (fs < 0)
 		failf(step, errno, dst, "fsopen %s", fstype);
 	for (size_t i = 0; options[i] && !err; i += 2)
