@@ -16,6 +16,8 @@ Figures:
 * per-run cost: wall time of one complete run of ``/bin/true``, taken alone (after the
   other variants ran) and in a loop of 10 runs that follow each other (the mean).
 * runs/second with 2 running in parallel for a few seconds.
+* the API once more without the run's cgroup, which bubblewrap does not make: what the
+  cgroup costs (a by-hand comparison only; real runs always have it).
 
 The single-run variants are interleaved (one sample of each per round, in a rotating
 order) so that a burst of other work on the machine hits all of them alike; each is
@@ -138,6 +140,29 @@ def _bwrap_run(spec: Any, program: list[str], capture: bool) -> subprocess.Compl
         os.close(read_end)
 
 
+def _no_cgroup() -> None:
+    """Make this process's launches skip the run's cgroup: bubblewrap makes none.
+
+    Only to show what the cgroup costs (on this VM five v1 hierarchies: a directory,
+    limits, a join and a removal in each per run); a real run never skips it unless its
+    policy allows running without limits.
+    """
+    from sandbox.launch import parent  # noqa: PLC0415 -- after sys.path is set
+
+    parent._open_cgroup = lambda spec, run_id: (None, None)
+
+
+def _api_once_no_cgroup(spec: object, audit: str) -> float:
+    from sandbox.launch import parent  # noqa: PLC0415
+
+    kept = parent._open_cgroup
+    _no_cgroup()
+    try:
+        return _api_once(spec, audit)
+    finally:
+        parent._open_cgroup = kept
+
+
 def _api_once(spec: object, audit: str) -> float:
     from sandbox.launch.api import run  # noqa: PLC0415 -- imported after sys.path is set
 
@@ -173,10 +198,12 @@ def _parallel_worker(kind: str, seconds: float, audit: str, queue: multiprocessi
     from sandbox.launch.api import run, spec_for  # noqa: PLC0415 -- in the worker process
 
     spec = spec_for("profile:untrusted")
+    if kind == "api-no-cgroup":
+        _no_cgroup()
     count = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if kind == "api":
+        if kind in ("api", "api-no-cgroup"):
             run(spec, ["/bin/true"], audit_log=audit)
         elif kind == "bwrap":
             _bwrap_run(spec, ["/bin/true"], capture=False)
@@ -244,6 +271,7 @@ def main() -> None:
             # "in a loop", as the issue puts it: runs that follow each other, per run.
             "bwrap in a loop": lambda: _per_run(lambda: _bwrap_wall(spec)),
             "API in a loop": lambda: _per_run(lambda: _api_once(spec, audit)),
+            "API loop, no cgroup": lambda: _per_run(lambda: _api_once_no_cgroup(spec, audit)),
         }
         samples: dict[str, list[float]] = {name: [] for name in variants}
         names = list(variants)
@@ -251,7 +279,7 @@ def main() -> None:
             for name in names[i % len(names):] + names[:i % len(names)]:
                 samples[name].append(variants[name]())
         rounds = 3
-        counts = {kind: 0 for kind in ("api", "bwrap", "cli")}
+        counts = {kind: 0 for kind in ("api", "bwrap", "cli", "api-no-cgroup")}
         for _ in range(rounds):
             for kind in counts:
                 counts[kind] += _parallel_count(kind, args.seconds / rounds, audit)
@@ -267,12 +295,12 @@ def main() -> None:
         elif name == "API sandbox.run":
             ratio = statistics.median(values) / statistics.median(samples["bwrap whole run"])
             extra = f"   (ratio to bwrap whole run {ratio:.2f})"
-        elif name == "API in a loop":
+        elif name in ("API in a loop", "API loop, no cgroup"):
             ratio = statistics.median(values) / statistics.median(samples["bwrap in a loop"])
             extra = f"   (ratio to bwrap in a loop {ratio:.2f})"
         print(f"{name:26}{_median_ms(values):7.1f}ms{_p90_ms(values):7.1f}ms{extra}")
     print(f"runs/second, 2 parallel:  API {rates['api']:.0f}   bwrap {rates['bwrap']:.0f}   "
-          f"CLI {rates['cli']:.0f}")
+          f"CLI {rates['cli']:.0f}   (API without its cgroup {rates['api-no-cgroup']:.0f})")
     print(f"load average (1/5/15 min) before: {load_before}   after: {_load()}  "
           "(other work on the machine skews every figure)")
 

@@ -46,7 +46,8 @@ __all__ = ["CONTROLLERS", "V1Group", "find_hierarchies", "stale_groups"]
 CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 
 # Controllers used even without a limit: accounting (memory, cpuacct, pids) and a
-# race-free kill (freezer). cpu is only joined when there is a quota to enforce.
+# race-free kill (freezer; left out for a run with its own pid namespace, whose pid 1
+# takes every process with it). cpu is only joined when there is a quota to enforce.
 _ALWAYS = frozenset({"memory", "pids", "cpuacct", "freezer"})
 
 
@@ -105,9 +106,14 @@ class V1Group:
 
     @classmethod
     def create(
-        cls, hierarchies: dict[str, str], name: str, limits: LimitsPlan, fs: CgroupFs = OS_FS
+        cls, hierarchies: dict[str, str], name: str, limits: LimitsPlan, fs: CgroupFs = OS_FS,
+        *, freezer: bool = True,
     ) -> V1Group:
-        """Create and configure the run's groups, or raise `CgroupUnavailable` leaving none."""
+        """Create and configure the run's groups, or raise `CgroupUnavailable` leaving none.
+
+        ``freezer=False`` leaves the freezer hierarchy out: a run in its own pid namespace
+        does not need it (see `sandbox.launch.cgroups.RunCgroup.create`).
+        """
         needed = set()
         if limits.memory_bytes is not None:
             needed.add("memory")
@@ -124,6 +130,8 @@ class V1Group:
                 errno.ENOENT,
             )
         use = needed | (_ALWAYS & hierarchies.keys())
+        if not freezer:
+            use.discard("freezer")
         if not use:
             raise CgroupUnavailable(
                 "no cgroup v1 controller mounted to hold the run", "/sys/fs/cgroup", errno.ENOENT

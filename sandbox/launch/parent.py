@@ -222,7 +222,8 @@ def _open_cgroup(spec: LaunchSpec, run_id: str) -> tuple[Any, str | None]:
     from sandbox.launch.cgroups import CgroupUnavailable, RunCgroup  # noqa: PLC0415
 
     try:
-        return RunCgroup.create(run_id, spec), None  # type: ignore[arg-type]
+        return RunCgroup.create(run_id, spec,  # type: ignore[arg-type]
+                                pid_namespace="pid" in spec.namespaces), None
     except CgroupUnavailable as exc:
         reason = getattr(exc, "reason", str(exc))
         if spec.needs_cgroup() and "cgroup-limits" not in spec.degrade:

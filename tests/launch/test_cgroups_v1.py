@@ -154,6 +154,19 @@ def test_unlimited_run_still_gets_a_group_without_cpu(track: Tracker) -> None:
     assert {"memory", "pids"} <= set(controllers)
 
 
+def test_a_run_with_its_own_pid_namespace_gets_no_freezer_group(track: Tracker) -> None:
+    """Killing that namespace's pid 1 kills all of it at once, so a freezer group would
+    only cost a directory per run; without a pid namespace the freezer stays."""
+    if "freezer" not in cgroups_v1.find_hierarchies():
+        pytest.skip("no v1 freezer hierarchy on this host")
+    with_ns = RunCgroup.create("t-pidns", limits(pids=16), pid_namespace=True)
+    track.groups.append(with_ns)
+    without = track.group("t-nopidns", limits(pids=16))
+    assert "freezer" not in with_ns.describe()["controllers"]
+    assert "freezer" in without.describe()["controllers"]
+    assert not any("/freezer/" in path for path in with_ns.paths)
+
+
 def test_attach_puts_a_real_child_in_every_group(track: Tracker) -> None:
     """An attached child is listed in cgroup.procs of each hierarchy and in /proc/PID/cgroup."""
     cg = track.group("t-attach", limits(memory=64 * MiB, pids=16, cpu=0.5))
