@@ -58,13 +58,6 @@ int sys_open_tree(int dirfd, const char *path, unsigned int flags)
 	return (int)syscall(__NR_open_tree, dirfd, path, flags);
 }
 
-/* Attach the detached tree from_fd at to_path. */
-int sys_move_mount(int from_fd, const char *to_path)
-{
-	return (int)syscall(__NR_move_mount, from_fd, "", AT_FDCWD, to_path,
-			    MOVE_MOUNT_F_EMPTY_PATH);
-}
-
 /* Attach the detached tree from_fd on the file or directory to_fd refers to. */
 int sys_move_mount_fd(int from_fd, int to_fd)
 {

@@ -243,6 +243,12 @@ struct source *open_sources(const struct context *ctx)
 	return sources;
 }
 
+static void close_or_fail(int fd, const char *step, const char *dst)
+{
+	if (close(fd) < 0)
+		fail(step, errno, dst);
+}
+
 /*
  * dst made to exist beneath dir_fd (parents too) as a directory, or as an empty file when
  * !is_dir, and returned opened O_PATH; `shown` names it in errors.
@@ -292,8 +298,7 @@ static int mountpoint_at(int dir_fd, const char *dst, bool is_dir, const char *s
 			      (int)(name - dst), dst);
 		if (!last && !S_ISDIR(info.st_mode))
 			fail("mountpoint", ENOTDIR, shown);
-		if (close(fd) < 0)
-			fail("mountpoint", errno, shown);
+		close_or_fail(fd, "mountpoint", shown);
 		fd = next;
 	}
 	return fd;
@@ -304,26 +309,7 @@ static int mountpoint(int root_fd, const char *dst, bool is_dir)
 	return mountpoint_at(root_fd, dst, is_dir, dst);
 }
 
-static void close_or_fail(int fd, const char *step, const char *dst)
-{
-	if (close(fd) < 0)
-		fail(step, errno, dst);
-}
-
-/* The kernel cannot report a flag it silently dropped: check with statvfs. */
-static void verify_flags(const char *path, const char *dst, bool readonly, const char *step)
-{
-	struct statvfs info;
-	unsigned long want = ST_NOSUID | (readonly ? ST_RDONLY : 0);
-
-	if (statvfs(path, &info) < 0)
-		fail(step, errno, dst);
-	if ((info.f_flag & want) != want)
-		failf(step, 0, dst, "mount flags 0x%lx lack 0x%lx after mounting", info.f_flag,
-		      want);
-}
-
-/* verify_flags on what fd is (a mount's root). */
+/* The kernel cannot report a flag it silently dropped: check what fd is on with statvfs. */
 static void verify_fd(int fd, const char *dst, bool readonly, const char *step)
 {
 	struct statvfs info;
@@ -562,8 +548,7 @@ static void mask(int root_fd, const struct mount_step *step, const struct source
 	else
 		attach_clone_on(null->fd, fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
 				MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, dst, "mask");
-	if (close(fd) < 0)
-		fail("mask", errno, dst);
+	close_or_fail(fd, "mask", dst);
 	verify_beneath(root_fd, dst, true, "mask");
 }
 
@@ -584,8 +569,7 @@ static void readonly(int root_fd, const struct mount_step *step)
 		failf("readonly", ELOOP, dst, "is a symlink; make its target read-only instead");
 	attach_clone_on(fd, fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
 			dst, "readonly");
-	if (close(fd) < 0)
-		fail("readonly", errno, dst);
+	close_or_fail(fd, "readonly", dst);
 	verify_beneath(root_fd, dst, true, "readonly");
 }
 
@@ -664,10 +648,8 @@ void build_root(const struct context *ctx, struct source *sources)
 		}
 	}
 	for (size_t i = 0; i <= N_DEVICES; i++)
-		if (close(devices[i].fd) < 0)
-			fail("dev", errno, NULL);
-	if (close(root_fd) < 0)
-		fail("root_tmpfs", errno, "/");
+		close_or_fail(devices[i].fd, "dev", NULL);
+	close_or_fail(root_fd, "root_tmpfs", "/");
 	/* Switch roots: pivot_root(".", ".") stacks the old root on top of the new one, and
 	 * the detach removes it, so no path in the sandbox leads to the host's tree. */
 	if (chdir(root) < 0 || sys_pivot_root(".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||
@@ -678,5 +660,9 @@ void build_root(const struct context *ctx, struct source *sources)
 	if (sys_mount_setattr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
 			      MOUNT_ATTR_NODEV) < 0)
 		fail("root_readonly", errno, "/");
-	verify_flags("/", "/", true, "root_readonly");
+	root_fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root_fd < 0)
+		fail("root_readonly", errno, "/");
+	verify_fd(root_fd, "/", true, "root_readonly");
+	close_or_fail(root_fd, "root_readonly", "/");
 }

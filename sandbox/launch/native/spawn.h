@@ -148,7 +148,6 @@ const char *pyrepr(const char *s, char *out, size_t size);
 
 /* kernel.c: calls without a (portable) glibc wrapper; -1 and errno on failure */
 int sys_open_tree(int dirfd, const char *path, unsigned int flags);
-int sys_move_mount(int from_fd, const char *to_path);
 int sys_move_mount_fd(int from_fd, int to_fd);
 int sys_openat2(int dirfd, const char *path, uint64_t flags, uint64_t resolve);
 int sys_fsopen(const char *fstype, unsigned int flags);
