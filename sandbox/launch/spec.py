@@ -14,10 +14,7 @@ from __future__ import annotations
 import os
 import struct
 
-try:  # the builtin module, without loading OpenSSL as hashlib does (milliseconds)
-    from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover -- Python 3.12+ names it _sha2
-    from hashlib import sha256
+from sandbox._digest import sha256  # no OpenSSL on the launch path
 
 TYPE_CHECKING = False  # typing costs milliseconds to import; mypy treats this name as True
 if TYPE_CHECKING:
