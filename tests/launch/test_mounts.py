@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -133,8 +135,7 @@ def test_a_link_planted_in_a_writable_bind_cannot_redirect_a_later_mount(
     destination now runs through a link an earlier run planted there, is refused rather
     than attached wherever the link leads. Mount points are created and opened one
     component at a time beneath the new root and mounted on by descriptor, so a link
-    swapped in by a concurrent run cannot redirect the mount either (that race is closed
-    by construction; this test plants the link beforehand)."""
+    swapped in by a concurrent run cannot redirect the mount either (the next test)."""
     work = workspace_outside_tmp / "work"
     (work / "s2" / "hooks").mkdir(parents=True)
     os.symlink(str(work / "s2"), work / "git")
@@ -146,3 +147,58 @@ def test_a_link_planted_in_a_writable_bind_cannot_redirect_a_later_mount(
     assert result.verdict == Verdict.SETUP_FAILED, result
     assert result.setup_error is not None and result.setup_error.step == "mountpoint"
     assert result.setup_error.errno == 40 and "git is a symlink" in str(result.setup_error)
+
+
+# Swaps two names in one directory, atomically and without pause, until killed: the
+# directory entry "git" is by turns a real directory and a link out of the workspace.
+_SWAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+a, b = (os.fsencode(os.path.join(sys.argv[1], n)) for n in ("git", "other"))
+print("swapping", flush=True)
+while True:
+    libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+"""
+# Enough runs that the path-string builder lost the race in every trial (5 of 5 here).
+_SWAP_RUNS = 80
+
+
+def test_a_link_swapped_in_during_the_build_cannot_redirect_a_mount(
+        sandbox, workspace_outside_tmp):
+    """A concurrent run sharing the writable workspace swaps "git" between a directory
+    and a link to a host directory while this run builds its root. The read-only bind
+    meant for /work/git/hooks must then either be refused (the link was seen) or be on
+    the real directory, never attached through the link where the sandbox cannot see it.
+    A mount point resolved as a path string more than once (checked, then mounted on)
+    loses this race; one opened once, component by component, and mounted on by
+    descriptor cannot."""
+    work = workspace_outside_tmp / "work"
+    (work / "git" / "hooks").mkdir(parents=True)
+    outside = workspace_outside_tmp / "outside"
+    (outside / "hooks").mkdir(parents=True)
+    os.symlink(str(outside), work / "other")
+    os.system(f"chmod -R a+rwX {workspace_outside_tmp}")
+    policy = (f'[filesystem]\nbind = [{{ src = "{work}", dst = "/work" }}]\n'
+              'ro_bind = [{ src = "/usr/share", dst = "/work/git/hooks" }]')
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, str(work)],
+                               stdout=subprocess.PIPE)
+    outcomes = {"refused": 0, "mounted": 0}
+    try:
+        assert swapper.stdout is not None and swapper.stdout.readline() == b"swapping\n"
+        for _ in range(_SWAP_RUNS):
+            result = sandbox.run(["cat", "/proc/self/mountinfo"], policy)
+            if result.verdict == Verdict.SETUP_FAILED:
+                error = result.setup_error
+                assert error is not None and error.errno == 40, result  # ELOOP: a link
+                outcomes["refused"] += 1
+                continue
+            assert result.verdict == Verdict.EXITED, result
+            points = [line.split()[4] for line in result.stdout.decode().splitlines()]
+            assert any(p.startswith("/work/") and p.endswith("/hooks") for p in points), (
+                "the read-only bind went through the link, out of the sandbox's sight")
+            outcomes["mounted"] += 1
+    finally:
+        swapper.kill()
+        swapper.wait()
+    assert sum(outcomes.values()) == _SWAP_RUNS
