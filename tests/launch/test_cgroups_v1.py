@@ -65,8 +65,8 @@ class Tracker:
         self.groups: list[RunCgroup] = []
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def group(self, run_id: str, limits: LimitsPlan) -> RunCgroup:
-        cg = RunCgroup.create(run_id, limits)
+    def group(self, run_id: str, limits: LimitsPlan, *, pid_namespace: bool = False) -> RunCgroup:
+        cg = RunCgroup.create(run_id, limits, pid_namespace=pid_namespace)
         self.groups.append(cg)
         return cg
 
@@ -159,8 +159,7 @@ def test_a_run_with_its_own_pid_namespace_gets_no_freezer_group(track: Tracker) 
     only cost a directory per run; without a pid namespace the freezer stays."""
     if "freezer" not in cgroups_v1.find_hierarchies():
         pytest.skip("no v1 freezer hierarchy on this host")
-    with_ns = RunCgroup.create("t-pidns", limits(pids=16), pid_namespace=True)
-    track.groups.append(with_ns)
+    with_ns = track.group("t-pidns", limits(pids=16), pid_namespace=True)
     without = track.group("t-nopidns", limits(pids=16))
     assert "freezer" not in with_ns.describe()["controllers"]
     assert "freezer" in without.describe()["controllers"]
